@@ -1,0 +1,252 @@
+"""Bronze: the source as it is, append-only, with ingestion metadata on every row.
+
+Files are read the way Auto Loader reads them: a streaming file source with a checkpoint
+and an available-now trigger, so each file is ingested exactly once however often a run
+is repeated or a file is listed again. The schema is inferred once (text formats as
+strings, so nothing is rejected at bronze) and kept beside the checkpoint, like Auto
+Loader's schema location.
+
+Every bronze commit carries a marker in its commit metadata (the micro-batch, or the
+watermark reached). A micro-batch replayed after a crash finds its marker and is not
+written twice; an incremental Delta read that crashed before its state was saved
+recovers the watermark from the marker.
+
+Delta sources are read in batch: all of it for ``full`` loads, rows past the stored
+watermark for ``incremental`` ones.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from datetime import date, datetime
+from decimal import Decimal
+
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeline import state
+from lakeline.datatypes import parse_type
+from lakeline.environment import Environment
+from lakeline.errors import DataError
+from lakeline.hdfs import read_text, write_text
+from lakeline.metadata import Column, Dataset, LoadType, SourceFormat
+from lakeline.runlog import StepResult
+
+MARKER = "lakeline"
+
+
+def bronze_table(env: Environment, dataset: Dataset) -> str:
+    return env.table("bronze", dataset.id)
+
+
+def ingest(spark, env: Environment, dataset: Dataset, run_id: str, result: StepResult) -> None:
+    """Append what is new in the dataset's source to its bronze table."""
+    state.ensure_state_table(spark, env)
+    if dataset.source.format is SourceFormat.delta:
+        _ingest_delta(spark, env, dataset, run_id, result)
+    else:
+        _ingest_files(spark, env, dataset, run_id, result)
+
+
+def _reader_options(dataset: Dataset) -> dict[str, str]:
+    options = dict(dataset.source.options)
+    if dataset.source.format is SourceFormat.csv:
+        options.setdefault("header", "true")
+    if dataset.source.format is SourceFormat.json:
+        options.setdefault("primitivesAsString", "true")
+    return options
+
+
+def _has_files(spark, path: str) -> bool:
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)
+    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(jvm_path):
+        return False
+    return any(not s.getPath().getName().startswith((".", "_")) for s in fs.listStatus(jvm_path))
+
+
+def _source_schema(spark, env: Environment, dataset: Dataset, path: str) -> T.StructType:
+    """The schema inferred on first sight, persisted like Auto Loader's schema location."""
+    location = posixpath.join(env.checkpoint(dataset.id, "bronze"), "_schemas", "0.json")
+    saved = read_text(spark, location)
+    if saved is not None:
+        return T.StructType.fromJson(json.loads(saved))
+    fmt = dataset.source.format.value
+    inferred = spark.read.format(fmt).options(**_reader_options(dataset)).load(path).schema
+    if dataset.source.format is not SourceFormat.parquet:
+        inferred = T.StructType([T.StructField(f.name, T.StringType(), True) for f in inferred])
+    missing = [c.source_name for c in dataset.columns if c.source_name not in inferred.names]
+    if missing:
+        raise DataError(
+            f"dataset '{dataset.id}': the files under {path} have no column "
+            f"{', '.join(repr(m) for m in missing)} that its metadata declares "
+            f"(columns found: {', '.join(inferred.names)})"
+        )
+    write_text(spark, location, inferred.json())
+    return inferred
+
+
+def _committed_markers(spark, table: str, limit: int = 10) -> list[dict]:
+    """Markers of the table's latest commits, newest first."""
+    rows = spark.sql(f"DESCRIBE HISTORY {table} LIMIT {int(limit)}").select("userMetadata")
+    markers = []
+    for (meta,) in rows.collect():
+        try:
+            parsed = json.loads(meta) if meta else {}
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and MARKER in parsed:
+            markers.append(parsed[MARKER])
+    return markers
+
+
+def _watermark_key(column: Column, value: str):
+    """Compare watermarks by their declared type, not as text."""
+    kind = parse_type(column.type)
+    if isinstance(kind, T.DecimalType | T.FloatType | T.DoubleType):
+        return Decimal(value)
+    if isinstance(kind, T.IntegralType):
+        return int(value)
+    if isinstance(kind, T.TimestampType):
+        return datetime.fromisoformat(value)
+    if isinstance(kind, T.DateType):
+        return date.fromisoformat(value)
+    return value
+
+
+def _later(column: Column, a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a if _watermark_key(column, a) >= _watermark_key(column, b) else b
+
+
+def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult) -> None:
+    path = env.source_path(dataset.source.path)
+    if not _has_files(spark, path):
+        result.details["note"] = f"no source files yet under {path}"
+        return
+    schema = _source_schema(spark, env, dataset, path)
+    target = bronze_table(env, dataset)
+    _ensure_bronze(spark, target, schema)
+    wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
+    stream = (
+        spark.readStream.format(dataset.source.format.value)
+        .options(**_reader_options(dataset))
+        .schema(schema)
+        .load(path)
+        .select("*", F.col("_metadata.file_path").alias("_source_file"))
+    )
+    seen: dict = {"rows": 0, "files": set(), "watermark": None}
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        marker = {"stream": "bronze", "batch": batch_id}
+        if marker in _committed_markers(spark, target):
+            return  # replay of a batch committed before a crash: already in bronze
+        metrics = [
+            F.count(F.lit(1)).alias("rows"),
+            F.array_join(F.collect_set("_source_file"), "\n").alias("files"),
+        ]
+        if wm is not None:
+            typed = F.col(f"`{wm.source_name}`").cast(parse_type(wm.type))
+            metrics.append(F.max(typed).cast("string").alias("watermark"))
+        observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
+        _append(_with_lineage(batch.observe(observation, *metrics), run_id), target, marker)
+        got = observation.get
+        seen["rows"] += got["rows"]
+        files = got["files"].split("\n") if got["files"] else []
+        seen["files"].update(files)
+        # Mirror processed files and the watermark into the state table (idempotent MERGE),
+        # before the checkpoint commits this batch: a crash here replays it.
+        state.put(spark, env, dataset.id, state.FILE, dict.fromkeys(files, run_id), run_id)
+        if wm is not None and got.get("watermark") is not None:
+            stored = state.watermark(spark, env, dataset.id)
+            newest = _later(wm, got["watermark"], stored)
+            if newest != stored:
+                state.put(
+                    spark, env, dataset.id, state.WATERMARK, {state.WATERMARK: newest}, run_id
+                )
+            seen["watermark"] = newest
+
+    query = (
+        stream.writeStream.foreachBatch(write_batch)
+        .option("checkpointLocation", env.checkpoint(dataset.id, "bronze"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    result.rows_read = result.rows_written = seen["rows"]
+    result.details["files"] = sorted(seen["files"])
+    if seen["watermark"] is not None:
+        result.details["watermark"] = seen["watermark"]
+
+
+def _append(frame: DataFrame, target: str, marker: dict) -> None:
+    (
+        frame.write.format("delta")
+        .mode("append")
+        .option("userMetadata", json.dumps({MARKER: marker}, sort_keys=True))
+        .saveAsTable(target)
+    )
+
+
+def _with_lineage(frame: DataFrame, run_id: str) -> DataFrame:
+    columns = [c for c in frame.columns if c != "_source_file"]
+    return frame.select(
+        *[F.col(f"`{c}`") for c in columns],
+        F.lit(run_id).alias("_run_id"),
+        F.col("_source_file"),
+        F.current_timestamp().alias("_ingested_at"),
+    )
+
+
+def _ensure_bronze(spark, target: str, schema: T.StructType) -> None:
+    fields = [f for f in schema.fields if f.name != "_source_file"] + [
+        T.StructField("_run_id", T.StringType(), True),
+        T.StructField("_source_file", T.StringType(), True),
+        T.StructField("_ingested_at", T.TimestampType(), True),
+    ]
+    spark.createDataFrame([], T.StructType(fields)).write.format("delta").mode(
+        "ignore"
+    ).saveAsTable(target)
+
+
+def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult) -> None:
+    source = dataset.source
+    if source.table:
+        frame = spark.table(env.external_table(source.table))
+        origin = source.table
+    else:
+        origin = env.source_path(source.path)
+        frame = spark.read.format("delta").load(origin)
+    target = bronze_table(env, dataset)
+    _ensure_bronze(spark, target, frame.schema)
+    marker: dict = {"source": "delta", "run": run_id}
+    if dataset.load.type is LoadType.incremental:
+        wm = dataset.column(dataset.load.watermark_column)
+        kind = parse_type(wm.type)
+        stored = state.watermark(spark, env, dataset.id)
+        # Recover from a crash between the bronze append and the state update.
+        committed = [m.get("watermark") for m in _committed_markers(spark, target)]
+        stored = _later(wm, stored, next((w for w in committed if w is not None), None))
+        typed = F.col(f"`{wm.source_name}`").cast(kind)
+        if stored is not None:
+            frame = frame.where(typed > F.lit(stored).cast(kind))
+        high = frame.agg(F.max(typed).cast("string")).first()[0]
+        if high is None:
+            state.put(spark, env, dataset.id, state.WATERMARK, {state.WATERMARK: stored}, run_id)
+            result.details["note"] = f"nothing past the watermark {stored}"
+            result.details["watermark"] = stored
+            return
+        frame = frame.where(typed <= F.lit(high).cast(kind))
+        marker["watermark"] = high
+    observation = Observation(f"bronze_{dataset.id}_{run_id}")
+    framed = frame.withColumn("_source_file", F.lit(origin))
+    _append(_with_lineage(framed.observe(observation, F.count(F.lit(1))), run_id), target, marker)
+    result.rows_read = result.rows_written = observation.get["count(1)"]
+    if "watermark" in marker:
+        state.put(
+            spark, env, dataset.id, state.WATERMARK, {state.WATERMARK: marker["watermark"]}, run_id
+        )
+        result.details["watermark"] = marker["watermark"]

@@ -1,0 +1,71 @@
+"""Where an environment keeps its tables, landing files and checkpoints.
+
+A bundle target maps to one catalog (bundle variable ``catalog``). Inside it lakeline
+uses fixed schemas: ``bronze``, ``silver``, ``gold``, ``quarantine`` and ``ops`` (control
+table, state, run log). In Unity Catalog a table is ``<catalog>.<schema>.<table>``;
+local Spark has one catalog with one-level databases, so locally the same table is
+``<catalog>__<schema>.<table>`` (for example ``lakeline_dev.silver.orders`` is
+``lakeline_dev__silver.orders`` on a laptop).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from lakeline.identifiers import TableName, check_identifier, quote
+
+SCHEMAS = ("bronze", "silver", "gold", "quarantine", "ops")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The names and folders one run works in, built from the job's parameters."""
+
+    catalog: str
+    landing_root: str
+    checkpoint_root: str
+    unity_catalog: bool
+
+    def __post_init__(self) -> None:
+        check_identifier(self.catalog, "catalog")
+
+    def name(self, schema: str, table: str) -> TableName:
+        return TableName(self.catalog, schema, table)
+
+    def table(self, schema: str, table: str) -> str:
+        """The quoted name to use in SQL and ``spark.table`` in this environment."""
+        name = self.name(schema, table)
+        return name.uc if self.unity_catalog else name.local()
+
+    def exists(self, spark, schema: str, table: str) -> bool:
+        name = self.name(schema, table)
+        plain = str(name) if self.unity_catalog else f"{name.local_database}.{name.table}"
+        return spark.catalog.tableExists(plain)
+
+    def external_table(self, table: str) -> str:
+        """A source table given as schema.table (this catalog) or catalog.schema.table."""
+        parts = table.split(".")
+        catalog, schema, name = [self.catalog, *parts] if len(parts) == 2 else parts
+        if self.unity_catalog:
+            return TableName(catalog, schema, name).uc
+        return TableName(catalog, schema, name).local()
+
+    def schema(self, schema: str) -> str:
+        check_identifier(schema, "schema")
+        if self.unity_catalog:
+            return f"{quote(self.catalog)}.{quote(schema)}"
+        return quote(f"{self.catalog}__{schema}")
+
+    def ensure_schemas(self, spark) -> None:
+        for schema in SCHEMAS:
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.schema(schema)}")
+
+    def source_path(self, path: str) -> str:
+        """A dataset's source path: absolute paths and URIs as given, others under landing."""
+        if path.startswith("/") or "://" in path:
+            return path
+        return posixpath.join(self.landing_root, path)
+
+    def checkpoint(self, dataset: str, step: str) -> str:
+        return posixpath.join(self.checkpoint_root, dataset, step)
