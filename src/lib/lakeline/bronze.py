@@ -33,6 +33,7 @@ from lakeline.errors import DataError
 from lakeline.hdfs import read_text, write_text
 from lakeline.metadata import Column, Dataset, LoadType, SourceFormat
 from lakeline.runlog import StepResult
+from lakeline.streams import run_available_now
 
 MARKER = "lakeline"
 
@@ -129,7 +130,7 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         return
     schema = _source_schema(spark, env, dataset, path)
     target = bronze_table(env, dataset)
-    _ensure_bronze(spark, target, schema)
+    _ensure_bronze(spark, env, dataset, schema)
     wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stream = (
         spark.readStream.format(dataset.source.format.value)
@@ -138,7 +139,8 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         .load(path)
         .select("*", F.col("_metadata.file_path").alias("_source_file"))
     )
-    seen: dict = {"rows": 0, "files": set(), "watermark": None}
+    stored = state.watermark(spark, env, dataset.id) if wm is not None else None
+    seen: dict = {"rows": 0, "files": set(), "watermark": stored}
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         marker = {"stream": "bronze", "batch": batch_id}
@@ -159,23 +161,12 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         seen["files"].update(files)
         # Mirror processed files and the watermark into the state table (idempotent MERGE),
         # before the checkpoint commits this batch: a crash here replays it.
-        state.put(spark, env, dataset.id, state.FILE, dict.fromkeys(files, run_id), run_id)
-        if wm is not None and got.get("watermark") is not None:
-            stored = state.watermark(spark, env, dataset.id)
-            newest = _later(wm, got["watermark"], stored)
-            if newest != stored:
-                state.put(
-                    spark, env, dataset.id, state.WATERMARK, {state.WATERMARK: newest}, run_id
-                )
-            seen["watermark"] = newest
+        if wm is not None:
+            seen["watermark"] = _later(wm, got.get("watermark"), seen["watermark"])
+        state.record(spark, env, dataset.id, run_id, files=files, watermark=seen["watermark"])
 
-    query = (
-        stream.writeStream.foreachBatch(write_batch)
-        .option("checkpointLocation", env.checkpoint(dataset.id, "bronze"))
-        .trigger(availableNow=True)
-        .start()
-    )
-    query.awaitTermination()
+    checkpoint = env.checkpoint(dataset.id, "bronze")
+    run_available_now(stream, write_batch, checkpoint, f"dataset '{dataset.id}', bronze")
     result.rows_read = result.rows_written = seen["rows"]
     result.details["files"] = sorted(seen["files"])
     if seen["watermark"] is not None:
@@ -201,7 +192,9 @@ def _with_lineage(frame: DataFrame, run_id: str) -> DataFrame:
     )
 
 
-def _ensure_bronze(spark, target: str, schema: T.StructType) -> None:
+def _ensure_bronze(spark, env: Environment, dataset: Dataset, schema: T.StructType) -> None:
+    if env.exists(spark, "bronze", dataset.id):
+        return
     fields = [f for f in schema.fields if f.name != "_source_file"] + [
         T.StructField("_run_id", T.StringType(), True),
         T.StructField("_source_file", T.StringType(), True),
@@ -209,7 +202,7 @@ def _ensure_bronze(spark, target: str, schema: T.StructType) -> None:
     ]
     spark.createDataFrame([], T.StructType(fields)).write.format("delta").mode(
         "ignore"
-    ).saveAsTable(target)
+    ).saveAsTable(bronze_table(env, dataset))
 
 
 def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult) -> None:
@@ -221,7 +214,7 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         origin = env.source_path(source.path)
         frame = spark.read.format("delta").load(origin)
     target = bronze_table(env, dataset)
-    _ensure_bronze(spark, target, frame.schema)
+    _ensure_bronze(spark, env, dataset, frame.schema)
     marker: dict = {"source": "delta", "run": run_id}
     if dataset.load.type is LoadType.incremental:
         wm = dataset.column(dataset.load.watermark_column)
@@ -235,7 +228,7 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
             frame = frame.where(typed > F.lit(stored).cast(kind))
         high = frame.agg(F.max(typed).cast("string")).first()[0]
         if high is None:
-            state.put(spark, env, dataset.id, state.WATERMARK, {state.WATERMARK: stored}, run_id)
+            state.record(spark, env, dataset.id, run_id, watermark=stored)
             result.details["note"] = f"nothing past the watermark {stored}"
             result.details["watermark"] = stored
             return
@@ -246,7 +239,5 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
     _append(_with_lineage(framed.observe(observation, F.count(F.lit(1))), run_id), target, marker)
     result.rows_read = result.rows_written = observation.get["count(1)"]
     if "watermark" in marker:
-        state.put(
-            spark, env, dataset.id, state.WATERMARK, {state.WATERMARK: marker["watermark"]}, run_id
-        )
+        state.record(spark, env, dataset.id, run_id, watermark=marker["watermark"])
         result.details["watermark"] = marker["watermark"]

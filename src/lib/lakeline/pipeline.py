@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakeline import bronze, control, gold, silver
+from lakeline import bronze, control, gold, silver, state
 from lakeline.environment import Environment
 from lakeline.errors import LakelineError
 from lakeline.runlog import StepResult, ensure_run_log_table, logged_step
@@ -43,6 +43,7 @@ def run_sync(spark, request: Request) -> StepResult:
     env = request.environment(spark)
     env.ensure_schemas(spark)
     ensure_run_log_table(spark, env)
+    state.ensure_state_table(spark, env)
     with logged_step(spark, env, request.run_id, "*", "sync") as result:
         synced = control.sync(spark, env, Path(request.metadata_dir), request.run_id)
         result.rows_written = synced.inserted + synced.updated + synced.deleted

@@ -94,7 +94,8 @@ def logged_step(spark, env: Environment, run_id: str, dataset: str, step: str):
             json.dumps(details, default=str, sort_keys=True),
             result.error,
         )
-        ensure_run_log_table(spark, env)
+        if not env.exists(spark, "ops", RUN_LOG_TABLE):
+            ensure_run_log_table(spark, env)
         spark.createDataFrame([row], _SCHEMA).write.format("delta").mode("append").saveAsTable(
             env.table("ops", RUN_LOG_TABLE)
         )

@@ -23,6 +23,9 @@ DELTA_ARTIFACTS = (
 )
 
 
+_LOG_CONFIG = Path(__file__).parent / "local" / "log4j2.properties"
+
+
 def maven_repository() -> Path:
     return Path(os.environ.get("LAKELINE_M2_REPO", Path.home() / ".m2" / "repository"))
 
@@ -81,7 +84,11 @@ def local_session(warehouse: str | Path, app_name: str = "lakeline", **conf: str
             "spark.hadoop.javax.jdo.option.ConnectionURL",
             f"jdbc:derby:;databaseName={warehouse / 'metastore_db'};create=true",
         )
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-Dderby.system.home={warehouse} -Dlog4j2.configurationFile={_LOG_CONFIG}",
+        )
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", os.environ.get("LAKELINE_SHUFFLE_PARTITIONS", "4"))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")

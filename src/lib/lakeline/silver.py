@@ -28,6 +28,7 @@ from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
 from lakeline.metadata import Column, Dataset
 from lakeline.runlog import StepResult
+from lakeline.streams import run_available_now
 
 REASONS = "_reasons"
 LINEAGE = ("_source_file", "_ingested_at")
@@ -64,11 +65,15 @@ QUARANTINE_SCHEMA = T.StructType(
 
 
 def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
-    for name, schema in (
-        (silver_table(env, dataset), silver_schema(dataset)),
-        (quarantine_table(env, dataset), QUARANTINE_SCHEMA),
+    """Create the silver and quarantine tables if they do not exist yet."""
+    for schema_name, schema in (
+        ("silver", silver_schema(dataset)),
+        ("quarantine", QUARANTINE_SCHEMA),
     ):
-        spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(name)
+        if not env.exists(spark, schema_name, dataset.id):
+            spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(
+                env.table(schema_name, dataset.id)
+            )
 
 
 def _typed(column: Column) -> F.Column:
@@ -211,7 +216,7 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
 
     ensure_tables(spark, env, dataset)
     source = bronze_table(env, dataset)
-    if not _exists(spark, source):
+    if not env.exists(spark, "bronze", dataset.id):
         result.details["note"] = "no bronze table yet"
         return
     totals = {
@@ -229,27 +234,14 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
         for key, value in counts.items():
             totals[key] += value
 
-    query = (
-        spark.readStream.format("delta")
-        .table(source)
-        .writeStream.foreachBatch(each_batch)
-        .option("checkpointLocation", env.checkpoint(dataset.id, "silver"))
-        .trigger(availableNow=True)
-        .start()
+    run_available_now(
+        spark.readStream.format("delta").table(source),
+        each_batch,
+        env.checkpoint(dataset.id, "silver"),
+        f"dataset '{dataset.id}', silver",
     )
-    query.awaitTermination()
     result.rows_read = totals["read"]
     result.rows_written = totals["inserted"] + totals["updated"]
     result.details.update(totals)
     if totals["read"] != totals["merged"] + totals["quarantined"] + totals["duplicates"]:
         raise ReconciliationError(f"dataset '{dataset.id}': counts do not reconcile: {totals}")
-
-
-def _exists(spark, quoted: str) -> bool:
-    from pyspark.errors import AnalysisException
-
-    try:
-        spark.table(quoted)
-        return True
-    except AnalysisException:
-        return False

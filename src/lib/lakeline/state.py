@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeline.environment import Environment
@@ -30,39 +31,56 @@ _SCHEMA = T.StructType(
 
 def ensure_state_table(spark, env: Environment) -> str:
     name = env.table("ops", STATE_TABLE)
+    if env.exists(spark, "ops", STATE_TABLE):
+        return name
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS {name} (dataset STRING NOT NULL, kind STRING NOT NULL, "
         "key STRING NOT NULL, value STRING, run_id STRING NOT NULL, "
-        "updated_at TIMESTAMP NOT NULL) USING DELTA "
+        "updated_at TIMESTAMP NOT NULL) USING DELTA PARTITIONED BY (dataset) "
         "COMMENT 'lakeline state: watermarks and processed source files per dataset'"
     )
     return name
 
 
-def put(
-    spark, env: Environment, dataset: str, kind: str, values: dict[str, str | None], run_id: str
-):
-    """Upsert state entries; an entry whose value is unchanged is left as it is."""
+def record(
+    spark,
+    env: Environment,
+    dataset: str,
+    run_id: str,
+    *,
+    files: list[str] | tuple[str, ...] = (),
+    watermark: str | None = None,
+) -> None:
+    """Upsert processed files and the watermark in one MERGE; unchanged entries stay as they are."""
     from delta.tables import DeltaTable
 
-    if not values:
+    entries = [(FILE, f, run_id) for f in sorted(files)]
+    if watermark is not None:
+        entries.append((WATERMARK, WATERMARK, watermark))
+    if not entries:
         return
     now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [(dataset, kind, k, v, run_id, now) for k, v in sorted(values.items())]
+    rows = [(dataset, kind, key, value, run_id, now) for kind, key, value in entries]
     updates = spark.createDataFrame(rows, _SCHEMA)
+    # The literal partition predicate keeps concurrent runs of other datasets (for-each
+    # iterations) out of this MERGE's conflict check.
+    match = (
+        (F.col("t.dataset") == F.lit(dataset))
+        & (F.col("t.dataset") == F.col("s.dataset"))
+        & (F.col("t.kind") == F.col("s.kind"))
+        & (F.col("t.key") == F.col("s.key"))
+    )
     (
         DeltaTable.forName(spark, env.table("ops", STATE_TABLE))
         .alias("t")
-        .merge(updates.alias("s"), "t.dataset = s.dataset AND t.kind = s.kind AND t.key = s.key")
-        .whenMatchedUpdateAll(condition="NOT (t.value <=> s.value)")
+        .merge(updates.alias("s"), match)
+        .whenMatchedUpdateAll(condition="t.kind <> 'file' AND NOT (t.value <=> s.value)")
         .whenNotMatchedInsertAll()
         .execute()
     )
 
 
 def get(spark, env: Environment, dataset: str, kind: str) -> dict[str, str | None]:
-    from pyspark.sql import functions as F
-
     rows = (
         spark.table(env.table("ops", STATE_TABLE))
         .where((F.col("dataset") == dataset) & (F.col("kind") == kind))

@@ -4,7 +4,8 @@ The job definition is read from ``resources/*.yml``. Tasks run in ``depends_on``
 a ``for_each_task`` is expanded from its ``inputs`` (a task value or a JSON list); job
 parameters and base parameters reach the notebooks as widgets; ``{{job.run_id}}``,
 ``{{job.parameters.<name>}}``, ``{{tasks.<key>.values.<name>}}`` and ``{{input}}`` are
-resolved as a workspace would. Iterations run one after another.
+resolved as a workspace would. For-each iterations run in threads, at most
+``concurrency`` at a time, sharing the one SparkSession.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +126,6 @@ class LocalJobRunner:
         params = {**base, **self.parameters}
         label = task_key if item is None else f"{task_key}[{item}]"
         run = TaskRun(label, str(self._notebook(spec)), params)
-        print(f"  ▶ {label:<28}", end="", file=self.out, flush=True)
         clock = time.perf_counter()
         try:
             value = run_notebook(
@@ -137,9 +138,10 @@ class LocalJobRunner:
             run.error = f"{type(exc).__name__}: {exc}"
         run.seconds = round(time.perf_counter() - clock, 1)
         mark = "ok" if run.status == "succeeded" else "FAILED"
-        print(f" {mark:<7} {run.seconds:>6.1f}s", file=self.out, flush=True)
+        line = f"  {label:<30} {mark:<7} {run.seconds:>6.1f}s"
         if run.error:
-            print(f"      {run.error}", file=self.out)
+            line += "\n      " + run.error.splitlines()[0][:300]
+        print(line, file=self.out, flush=True)
         return run
 
     def run(self) -> JobRun:
@@ -161,9 +163,16 @@ class LocalJobRunner:
                 inner = loop["task"]
                 if "notebook_task" not in inner:
                     raise LakelineError(f"task '{key}': only notebook tasks run locally")
-                runs = [
-                    self._run_notebook(key, inner["notebook_task"], str(item)) for item in inputs
-                ]
+                workers = max(1, int(loop.get("concurrency", 1)))
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=key) as pool:
+                    runs = list(
+                        pool.map(
+                            lambda item, key=key, inner=inner: self._run_notebook(
+                                key, inner["notebook_task"], str(item)
+                            ),
+                            inputs,
+                        )
+                    )
             else:
                 raise LakelineError(f"task '{key}': only notebook and for-each tasks run locally")
             result.tasks.extend(runs)

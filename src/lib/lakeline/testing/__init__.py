@@ -1,0 +1,1 @@
+"""Test support that ships with the library: the workspace stand-in."""
