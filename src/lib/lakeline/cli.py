@@ -6,7 +6,6 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from lakeline.errors import LakelineError
@@ -21,57 +20,20 @@ def _bundle_root(start: Path) -> Path:
     raise LakelineError(f"no databricks.yml in {start} or above; run from the bundle folder")
 
 
-def stage_batch(batch: Path, landing: Path, name: str) -> list[str]:
-    """Copy one fixture batch into the local landing folder, as new files arriving."""
-    copied = []
-    for source in sorted(p for p in batch.rglob("*") if p.is_file()):
-        target = landing / name / source.relative_to(batch)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        copied.append(str(target))
-    return copied
-
-
 def run_local(args: argparse.Namespace) -> int:
-    from lakeline.local.bundle import load_job
-    from lakeline.local.runner import LocalJobRunner, format_summary, summary_rows
+    from lakeline.local.runner import run_fixture_batches
     from lakeline.session import local_session
 
     root = _bundle_root(Path(args.bundle).resolve())
     work = (root / args.workdir).resolve()
     if args.fresh and work.exists():
         shutil.rmtree(work)
-    job = load_job(root, JOB_KEY, args.target)
-    fixtures = (root / args.fixtures).resolve()
-    batches = sorted(p for p in fixtures.glob("batch_*") if p.is_dir())
-    if args.batch:
-        batches = [b for b in batches if b.name.removeprefix("batch_") in args.batch]
-    if not batches:
-        raise LakelineError(f"no batch_* folders to run under {fixtures}")
-    overrides = {
-        "landing_root": str(work / "landing"),
-        "checkpoint_root": str(work / "checkpoints"),
-        "metadata_dir": str(root / "src" / "metadata"),
-    }
-    print(f"lakeline: local run of job '{JOB_KEY}' from {job.source_file.relative_to(root)}")
-    print(f"  target {job.target}: catalog {job.variables.get('catalog')}, work folder {work}")
     spark = local_session(work / "warehouse")
     spark.sparkContext.setLogLevel("ERROR")
-    status = 0
-    for batch in batches:
-        staged = stage_batch(batch, work / "landing", fixtures.name)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        run_id = f"local-{stamp}-{batch.name}"
-        print(f"\n== {batch.name}: {len(staged)} file(s) landed; run {run_id}")
-        run = LocalJobRunner(job, spark, overrides, run_id).run()
-        print()
-        print(format_summary(summary_rows(run)))
-        if not run.ok:
-            for task in run.failed:
-                print(f"\nFAILED task {task.task_key}: {task.error}", file=sys.stderr)
-            status = 1
-            break
-    return status
+    runs = run_fixture_batches(
+        spark, root, work, root / args.fixtures, batches=args.batch, target=args.target
+    )
+    return 0 if runs and runs[-1].ok else 1
 
 
 def validate(args: argparse.Namespace) -> int:

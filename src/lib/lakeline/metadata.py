@@ -30,7 +30,7 @@ from pydantic import (
 
 from lakeline.datatypes import parse_type
 from lakeline.errors import MetadataError, Problem
-from lakeline.identifiers import IDENTIFIER_PATTERN, check_identifier
+from lakeline.identifiers import IDENTIFIER_PATTERN, check_identifier, is_identifier
 
 # Columns lakeline adds to bronze and silver; a dataset may not declare them.
 RESERVED_COLUMNS = ("_run_id", "_source_file", "_ingested_at")
@@ -252,6 +252,11 @@ def _problems_from(err: ValidationError, file: str, dataset: str | None) -> list
         kind = e["type"]
         if kind in _FRIENDLY:
             message = _FRIENDLY[kind]
+        elif kind == "string_pattern_mismatch":
+            message = (
+                f"{e.get('input')!r} is not a plain identifier (letters, digits and '_', "
+                "starting with a letter or '_'); names reach SQL and must be plain"
+            )
         elif kind == "enum":
             expected = e.get("ctx", {}).get("expected", "")
             message = f"unknown value {e.get('input')!r}; expected {expected}"
@@ -268,8 +273,8 @@ def _load_dataset(path: Path, rel: str) -> tuple[Dataset | None, str | None, lis
         return None, None, [Problem(rel, None, None, f"not valid YAML: {exc}")]
     if not isinstance(raw, dict):
         return None, None, [Problem(rel, None, None, "expected a mapping of dataset fields")]
-    dataset_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-    if dataset_id is None:
+    dataset_id = raw.get("id")
+    if not (isinstance(dataset_id, str) and is_identifier(dataset_id)):
         dataset_id = path.stem
     try:
         dataset = Dataset.model_validate(raw, context={"defer_cross_checks": True})

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lakeline.errors import LakelineError
-from lakeline.local.bundle import BundleJob, substitute_variables
+from lakeline.local.bundle import BundleJob, load_job, substitute_variables
 from lakeline.local.notebooks import run_notebook
 
 _DYNAMIC = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
@@ -207,6 +209,7 @@ def summary_rows(run: JobRun) -> list[dict[str, Any]]:
                 "rows_in": out.get("rows_read"),
                 "rows_out": out.get("rows_written"),
                 "quarantined": (out.get("details") or {}).get("quarantined"),
+                "duplicates": (out.get("details") or {}).get("duplicates"),
                 "status": out.get("status"),
                 "seconds": task.seconds,
             }
@@ -215,7 +218,16 @@ def summary_rows(run: JobRun) -> list[dict[str, Any]]:
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
-    headers = ["dataset", "layer", "rows_in", "rows_out", "quarantined", "status", "seconds"]
+    headers = [
+        "dataset",
+        "layer",
+        "rows_in",
+        "rows_out",
+        "quarantined",
+        "duplicates",
+        "status",
+        "seconds",
+    ]
     table = [[("-" if r[h] is None else str(r[h])) for h in headers] for r in rows]
     widths = [
         max(len(h), *(len(row[i]) for row in table)) if table else len(h)
@@ -225,3 +237,58 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     return "\n".join(lines)
+
+
+def stage_batch(batch: Path, landing: Path, name: str) -> list[Path]:
+    """Copy one fixture batch into the landing folder, as files arriving from a source."""
+    copied = []
+    for source in sorted(p for p in batch.rglob("*") if p.is_file()):
+        target = landing / name / source.relative_to(batch)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        copied.append(target)
+    return copied
+
+
+def run_fixture_batches(
+    spark,
+    root: Path,
+    work: Path,
+    fixtures: Path,
+    batches: list[str] | None = None,
+    target: str | None = None,
+    job_key: str = "medallion",
+    out=None,
+) -> list[JobRun]:
+    """Land each ``batch_N`` folder of ``fixtures`` in turn and run the bundle's job after each.
+
+    Landing, checkpoints and tables live under ``work``; the metadata is the bundle's own
+    ``src/metadata``. Stops at the first failed run. Prints progress and a summary per run.
+    """
+    out = out or sys.stdout
+    job = load_job(root, job_key, target)
+    found = sorted(p for p in fixtures.glob("batch_*") if p.is_dir())
+    chosen = [b for b in found if not batches or b.name.removeprefix("batch_") in batches]
+    if not chosen:
+        raise LakelineError(f"no batch_* folders to run under {fixtures}")
+    overrides = {
+        "landing_root": str(work / "landing"),
+        "checkpoint_root": str(work / "checkpoints"),
+        "metadata_dir": str(root / "src" / "metadata"),
+    }
+    print(f"lakeline: local run of job '{job_key}' ({job.source_file.relative_to(root)})", file=out)
+    print(f"  target {job.target}: catalog {job.variables.get('catalog')}, in {work}", file=out)
+    runs = []
+    for batch in chosen:
+        staged = stage_batch(batch, work / "landing", fixtures.name)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        run_id = f"local-{stamp}-{batch.name}"
+        print(f"\n== {batch.name}: {len(staged)} file(s) landed; run {run_id}", file=out)
+        run = LocalJobRunner(job, spark, overrides, run_id, out=out).run()
+        runs.append(run)
+        print("\n" + format_summary(summary_rows(run)), file=out)
+        if not run.ok:
+            for task in run.failed:
+                print(f"\nFAILED task {task.task_key}: {task.error}", file=sys.stderr)
+            break
+    return runs

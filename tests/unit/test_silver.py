@@ -1,0 +1,175 @@
+"""Silver: typed, quarantined with reasons, deduplicated by key and sequence, merged."""
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import types as T
+
+from lakeline import silver
+from lakeline.metadata import Dataset
+from lakeline.runlog import StepResult
+
+ORDERS = Dataset.model_validate(
+    {
+        "id": "orders",
+        "owner": "team",
+        "source": {"format": "csv", "path": "shop/orders"},
+        "columns": [
+            {"name": "order_id", "type": "bigint", "nullable": False},
+            {"name": "amount", "type": "decimal(12,2)"},
+            {"name": "placed_on", "type": "date", "source": "day", "format": "dd/MM/yyyy"},
+            {"name": "updated_at", "type": "timestamp", "nullable": False},
+        ],
+        "primary_key": ["order_id"],
+        "sequence_column": "updated_at",
+    }
+)
+BRONZE = T.StructType(
+    [T.StructField(n, T.StringType()) for n in ("order_id", "amount", "day", "updated_at")]
+    + [
+        T.StructField("_run_id", T.StringType()),
+        T.StructField("_source_file", T.StringType()),
+        T.StructField("_ingested_at", T.TimestampType()),
+    ]
+)
+T0 = datetime(2024, 3, 1, 12, 0)
+
+
+def bronze_rows(spark, rows):
+    return spark.createDataFrame([(*r, "r", "f.csv", T0) for r in rows], BRONZE)
+
+
+def test_classify_gives_every_failing_row_all_its_reasons(spark):
+    frame = bronze_rows(
+        spark,
+        [
+            ("1", "9.99", "01/03/2024", "2024-03-01T10:00:00"),
+            (None, "1.00", "01/03/2024", "2024-03-01T10:00:00"),
+            ("3", "4,99", "31/02/2024", "2024-03-01T10:00:00"),
+            ("4", "123456789012.00", "01/03/2024", None),
+        ],
+    )
+    reasons = {r.order_id: r._reasons for r in silver.classify(frame, ORDERS).collect()}
+    assert reasons["1"] == []
+    assert reasons[None] == ["primary key column 'order_id' is null"]
+    assert reasons["3"] == [
+        "column 'amount': value does not fit type decimal(12,2)",
+        "column 'placed_on': value does not fit type date",
+    ]
+    assert reasons["4"] == [
+        "column 'amount': value does not fit type decimal(12,2)",
+        "required column 'updated_at' is null",
+    ]
+
+
+def test_latest_per_key_keeps_the_newest_sequence(spark):
+    schema = "order_id BIGINT, updated_at TIMESTAMP, _source_file STRING, _ingested_at TIMESTAMP"
+    rows = [
+        (1, datetime(2024, 3, 1), "a", T0),
+        (1, datetime(2024, 3, 3), "a", T0),
+        (1, datetime(2024, 3, 2), "b", T0),
+        (2, datetime(2024, 3, 1), "a", T0),
+    ]
+    latest = silver.latest_per_key(spark.createDataFrame(rows, schema), ORDERS)
+    expected = spark.createDataFrame(
+        [(1, datetime(2024, 3, 3), "a", T0), (2, datetime(2024, 3, 1), "a", T0)], schema
+    )
+    assert_df_equality(latest, expected, ignore_row_order=True)
+
+
+def _run(spark, env, rows, run_id, batch_id):
+    silver.ensure_tables(spark, env, ORDERS)
+    return silver.process_batch(spark, env, ORDERS, bronze_rows(spark, rows), batch_id, run_id)
+
+
+def _silver(spark, env):
+    return spark.table(silver.silver_table(env, ORDERS)).drop("_source_file", "_ingested_at")
+
+
+def test_batches_merge_by_key_and_sequence_and_reconcile(spark, env):
+    first = _run(
+        spark,
+        env,
+        [
+            ("1", "10.00", "01/03/2024", "2024-03-01T10:00:00"),
+            ("1", "11.00", "01/03/2024", "2024-03-01T11:00:00"),  # newer version, same batch
+            ("2", "20.00", "02/03/2024", "2024-03-02T10:00:00"),
+            ("3", "x", "02/03/2024", "2024-03-02T10:00:00"),  # malformed
+        ],
+        "r1",
+        0,
+    )
+    assert first == {
+        "read": 4,
+        "quarantined": 1,
+        "duplicates": 1,
+        "merged": 2,
+        "inserted": 2,
+        "updated": 0,
+        "stale": 0,
+    }
+    second = _run(
+        spark,
+        env,
+        [
+            ("1", "9.00", "01/03/2024", "2024-03-01T09:00:00"),  # late: older than silver
+            ("2", "22.00", "02/03/2024", "2024-03-03T10:00:00"),  # update
+            ("4", "40.00", "04/03/2024", "2024-03-04T10:00:00"),  # new
+        ],
+        "r2",
+        1,
+    )
+    assert (second["inserted"], second["updated"], second["stale"]) == (1, 1, 1)
+    assert second["read"] == second["merged"] + second["quarantined"] + second["duplicates"]
+    expected = spark.createDataFrame(
+        [
+            (1, Decimal("11.00"), datetime(2024, 3, 1).date(), datetime(2024, 3, 1, 11)),
+            (2, Decimal("22.00"), datetime(2024, 3, 2).date(), datetime(2024, 3, 3, 10)),
+            (4, Decimal("40.00"), datetime(2024, 3, 4).date(), datetime(2024, 3, 4, 10)),
+        ],
+        "order_id BIGINT, amount DECIMAL(12,2), placed_on DATE, updated_at TIMESTAMP",
+    )
+    assert_df_equality(_silver(spark, env), expected, ignore_row_order=True, ignore_nullable=True)
+    quarantined = spark.table(silver.quarantine_table(env, ORDERS)).collect()
+    assert len(quarantined) == 1
+    assert quarantined[0].reasons == ["column 'amount': value does not fit type decimal(12,2)"]
+    assert '"amount":"x"' in quarantined[0].record and quarantined[0].run_id == "r1"
+
+
+def test_replaying_a_batch_changes_nothing(spark, env):
+    rows = [("1", "10.00", "01/03/2024", "2024-03-01T10:00:00"), ("2", "bad", "x", "2024-03-01")]
+    _run(spark, env, rows, "r1", 0)
+    before_silver = _silver(spark, env).collect()
+    # The same micro-batch again (a crash before the checkpoint committed it).
+    replay = _run(spark, env, rows, "r1", 0)
+    assert replay["inserted"] == 0
+    assert sorted(_silver(spark, env).collect()) == sorted(before_silver)
+    assert spark.table(silver.quarantine_table(env, ORDERS)).count() == 1
+
+
+def test_transform_streams_only_new_bronze_rows(spark, env):
+    from lakeline.bronze import bronze_table
+
+    bronze_rows(spark, [("1", "1.00", "01/03/2024", "2024-03-01T10:00:00")]).write.format(
+        "delta"
+    ).saveAsTable(bronze_table(env, ORDERS))
+    first = StepResult("orders", "silver")
+    silver.transform(spark, env, ORDERS, "r1", first)
+    assert (first.rows_read, first.rows_written) == (1, 1)
+    again = StepResult("orders", "silver")
+    silver.transform(spark, env, ORDERS, "r2", again)
+    assert (again.rows_read, again.rows_written) == (0, 0)
+
+
+@pytest.mark.parametrize("ansi", ["true", "false"])
+def test_cast_failures_do_not_depend_on_ansi_mode(spark, ansi):
+    previous = spark.conf.get("spark.sql.ansi.enabled")
+    spark.conf.set("spark.sql.ansi.enabled", ansi)
+    try:
+        frame = bronze_rows(spark, [("x", "1e99", "99/99/2024", "2024-03-01T10:00:00")])
+        [row] = silver.classify(frame, ORDERS).collect()
+        assert len(row._reasons) == 3
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", previous)
