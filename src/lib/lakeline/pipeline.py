@@ -87,5 +87,16 @@ def run_transform(spark, request: Request) -> StepResult:
     raise LakelineError(f"layer must be 'silver' or 'gold', not {request.layer!r}")
 
 
+def run_maintenance(spark, request: Request, operation: str, retention_hours: int) -> StepResult:
+    from lakeline import maintenance
+
+    env = request.environment(spark)
+    with logged_step(spark, env, request.run_id, "*", operation) as result:
+        done = maintenance.run(spark, env, operation, retention_hours)
+        result.details["tables"] = done.tables
+        result.rows_written = len(done.tables)
+    return result
+
+
 def exit_value(result: StepResult | list) -> str:
     return result.to_json() if isinstance(result, StepResult) else json.dumps(result)
