@@ -87,23 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", default="docs/schema/dataset.schema.json")
     export.add_argument("--check", action="store_true")
     export.set_defaults(func=schema)
-    deploy = sub.add_parser(
+    # Listed for --help; main() hands everything after "deploy" to lakeline.deploy.cli.
+    sub.add_parser(
         "deploy",
-        help="blue/green production: promote, rollback, status, unlock (see docs/deploying.md)",
-        add_help=False,
+        help="blue/green production: promote, rollback, status, unlock (docs/deploying.md)",
     )
-    deploy.add_argument("rest", nargs=argparse.REMAINDER)
-    deploy.set_defaults(func=lambda args: _deploy(args.rest))
     return parser
 
 
-def _deploy(rest: list[str]) -> int:
-    from lakeline.deploy.cli import main as deploy_main
-
-    return deploy_main(rest)
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["deploy"]:
+        from lakeline.deploy.cli import main as deploy_main
+
+        return deploy_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -17,11 +17,12 @@ class Problem:
     dataset: str | None
     field: str | None
     message: str
+    kind: str = "dataset"  # or "gold table"
 
     def __str__(self) -> str:
         where = self.file
         if self.dataset:
-            where += f" [dataset {self.dataset}]"
+            where += f" [{self.kind} {self.dataset}]"
         if self.field:
             where += f" field '{self.field}'"
         return f"{where}: {self.message}"

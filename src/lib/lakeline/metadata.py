@@ -32,6 +32,8 @@ from lakeline.datatypes import parse_type
 from lakeline.errors import MetadataError, Problem
 from lakeline.identifiers import IDENTIFIER_PATTERN, check_identifier, is_identifier
 
+GOLD = "gold table"
+
 # Columns lakeline adds to bronze and silver; a dataset may not declare them.
 RESERVED_COLUMNS = ("_run_id", "_source_file", "_ingested_at")
 
@@ -290,7 +292,7 @@ def _load_gold(path: Path, rel: str) -> tuple[GoldTable | None, list[Problem]]:
     try:
         check_identifier(name, "gold table name (from the file name)")
     except ValueError as exc:
-        problems.append(Problem(rel, name, "name", str(exc)))
+        problems.append(Problem(rel, name, "name", str(exc), GOLD))
     sql = path.read_text()
     refs = []
     for match in _REF.finditer(sql):
@@ -303,12 +305,13 @@ def _load_gold(path: Path, rel: str) -> tuple[GoldTable | None, list[Problem]]:
                     "sql",
                     f"cannot resolve reference {match.group(0)!r}; write "
                     "{{ silver.<dataset> }}, {{ bronze.<dataset> }} or {{ gold.<table> }}",
+                    GOLD,
                 )
             )
         else:
             refs.append((body.group(1), body.group(2)))
     if not sql.strip():
-        problems.append(Problem(rel, name, "sql", "the file is empty"))
+        problems.append(Problem(rel, name, "sql", "the file is empty", GOLD))
     if problems:
         return None, problems
     return GoldTable(name=name, file=rel, sql=sql, refs=tuple(refs)), []
@@ -342,6 +345,14 @@ def _find_cycle(gold: dict[str, GoldTable]) -> list[str] | None:
     return None
 
 
+def _display_path(path: Path, root: Path) -> str:
+    """The path as the user knows it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.relative_to(root.parent))
+
+
 def load_project(root: str | Path) -> Project:
     """Load and validate every dataset and gold table under ``root``.
 
@@ -355,7 +366,7 @@ def load_project(root: str | Path) -> Project:
         raise MetadataError([Problem(str(root), None, None, "no 'datasets' folder here")])
 
     for path in sorted((root / "datasets").glob("*.y*ml")):
-        rel = str(path.relative_to(root.parent)) if root.parent != path else str(path)
+        rel = _display_path(path, root)
         dataset, dataset_id, found = _load_dataset(path, rel)
         problems.extend(found)
         if dataset is None:
@@ -375,7 +386,7 @@ def load_project(root: str | Path) -> Project:
 
     gold: dict[str, GoldTable] = {}
     for path in sorted((root / "gold").glob("*.sql")) if (root / "gold").is_dir() else []:
-        rel = str(path.relative_to(root.parent))
+        rel = _display_path(path, root)
         table, found = _load_gold(path, rel)
         problems.extend(found)
         if table is not None:
@@ -392,6 +403,7 @@ def load_project(root: str | Path) -> Project:
                         table.name,
                         "sql",
                         f"refers to {{{{ {layer}.{name} }}}} but no {what} '{name}' exists",
+                        GOLD,
                     )
                 )
     cycle = _find_cycle(gold)
@@ -402,6 +414,7 @@ def load_project(root: str | Path) -> Project:
                 cycle[0],
                 "sql",
                 "gold tables depend on each other in a cycle: " + " -> ".join(cycle),
+                GOLD,
             )
         )
     if problems:
