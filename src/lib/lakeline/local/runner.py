@@ -228,7 +228,7 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         "status",
         "seconds",
     ]
-    table = [[("-" if r[h] is None else str(r[h])) for h in headers] for r in rows]
+    table = [[("-" if r.get(h) is None else str(r[h])) for h in headers] for r in rows]
     widths = [
         max(len(h), *(len(row[i]) for row in table)) if table else len(h)
         for i, h in enumerate(headers)

@@ -1,0 +1,215 @@
+"""Benchmark: TPC-H orders and lineitem, CSV -> bronze -> silver, lakeline vs plain Spark.
+
+Both run in one process on one SparkSession, on the same files:
+
+* plain Spark: read the CSV as strings, append to a Delta bronze table with the same lineage
+  columns, read bronze, cast to the same types, keep one row per key, MERGE into silver;
+* lakeline: sync the metadata, then the ingest and silver steps of the job (streaming file
+  source with checkpoint, quarantine checks, dedup, MERGE, state, run log).
+
+Prints both times per dataset and the ratio lakeline / plain (target: <= 1.15).
+
+    uv sync --group bench && .venv/bin/python bench/medallion_tpch.py --scale 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from lakeline.datatypes import parse_type
+from lakeline.identifiers import quote
+from lakeline.pipeline import Request, run_ingest, run_sync, run_transform
+from lakeline.session import local_session
+
+HERE = Path(__file__).resolve().parent
+TABLES = {
+    "orders": (
+        ["o_orderkey"],
+        [
+            ("o_orderkey", "bigint"),
+            ("o_custkey", "bigint"),
+            ("o_orderstatus", "string"),
+            ("o_totalprice", "decimal(15,2)"),
+            ("o_orderdate", "date"),
+            ("o_orderpriority", "string"),
+            ("o_clerk", "string"),
+            ("o_shippriority", "int"),
+            ("o_comment", "string"),
+        ],
+    ),
+    "lineitem": (
+        ["l_orderkey", "l_linenumber"],
+        [
+            ("l_orderkey", "bigint"),
+            ("l_partkey", "bigint"),
+            ("l_suppkey", "bigint"),
+            ("l_linenumber", "int"),
+            ("l_quantity", "decimal(15,2)"),
+            ("l_extendedprice", "decimal(15,2)"),
+            ("l_discount", "decimal(15,2)"),
+            ("l_tax", "decimal(15,2)"),
+            ("l_returnflag", "string"),
+            ("l_linestatus", "string"),
+            ("l_shipdate", "date"),
+            ("l_commitdate", "date"),
+            ("l_receiptdate", "date"),
+            ("l_shipinstruct", "string"),
+            ("l_shipmode", "string"),
+            ("l_comment", "string"),
+        ],
+    ),
+}
+
+
+def generate(scale: float, data: Path) -> Path:
+    """TPC-H CSV for orders and lineitem, one folder per table (cached)."""
+    root = data / f"sf{scale:g}"
+    if all((root / t / f"{t}.csv").is_file() for t in TABLES):
+        return root
+    tool = shutil.which("tpchgen-cli") or str(Path(sys.executable).parent / "tpchgen-cli")
+    tmp = root / "_gen"
+    subprocess.run(
+        [tool, "csv", "-s", f"{scale:g}", "--tables", ",".join(TABLES), f"--output-dir={tmp}"],
+        check=True,
+    )
+    for table in TABLES:
+        (root / table).mkdir(parents=True, exist_ok=True)
+        (tmp / f"{table}.csv").rename(root / table / f"{table}.csv")
+    shutil.rmtree(tmp)
+    return root
+
+
+def write_metadata(folder: Path) -> None:
+    (folder / "datasets").mkdir(parents=True, exist_ok=True)
+    for table, (key, columns) in TABLES.items():
+        cols = "\n".join(f'  - {{name: {n}, type: "{t}"}}' for n, t in columns)
+        (folder / "datasets" / f"{table}.yml").write_text(
+            textwrap.dedent(
+                f"""\
+                id: {table}
+                owner: bench
+                source: {{format: csv, path: {table}, options: {{header: "true"}}}}
+                primary_key: [{", ".join(key)}]
+                columns:
+                """
+            )
+            + cols
+            + "\n"
+        )
+
+
+def plain_spark(spark, table: str, source: Path, database: str) -> None:
+    """What a hand-written pipeline does: read, append to bronze, cast, dedup, MERGE."""
+    from delta.tables import DeltaTable
+
+    key, columns = TABLES[table]
+    bronze, silver = f"`{database}`.`bronze_{table}`", f"`{database}`.`silver_{table}`"
+    raw = spark.read.option("header", "true").csv(str(source / table))
+    raw.select(
+        "*",
+        F.col("_metadata.file_path").alias("_source_file"),
+        F.current_timestamp().alias("_ingested_at"),
+    ).write.format("delta").mode("append").saveAsTable(bronze)
+    typed = spark.table(bronze).select(
+        *[F.col(quote(n)).cast(parse_type(t)).alias(n) for n, t in columns],
+        "_source_file",
+        "_ingested_at",
+    )
+    window = Window.partitionBy(*key).orderBy(F.col("_ingested_at").desc())
+    latest = typed.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
+    if not spark.catalog.tableExists(f"{database}.silver_{table}"):
+        latest.limit(0).write.format("delta").saveAsTable(silver)
+    on = " AND ".join(f"t.{k} = s.{k}" for k in key)
+    DeltaTable.forName(spark, silver).alias("t").merge(
+        latest.alias("s"), on
+    ).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+
+def lakeline(spark, table: str, request: Request) -> None:
+    for step in (run_ingest, run_transform):
+        result = step(spark, Request(**{**request.__dict__, "dataset": table, "layer": "silver"}))
+        if result.status != "succeeded":
+            raise SystemExit(f"lakeline {table}: {result.error}")
+
+
+def timed(fn, *args) -> float:
+    clock = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - clock
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--work", type=Path, default=HERE / ".work")
+    parser.add_argument("--driver-memory", default="8g")
+    args = parser.parse_args()
+
+    source = generate(args.scale, args.data)
+    warmup = generate(0.01, args.data)
+    if args.work.exists():
+        shutil.rmtree(args.work)
+    metadata = args.work / "metadata"
+    write_metadata(metadata)
+    spark = local_session(
+        args.work / "warehouse",
+        app_name="lakeline-bench",
+        spark__driver__memory=args.driver_memory,
+        spark__sql__shuffle__partitions="8",
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+
+    def request(catalog: str, landing: Path) -> Request:
+        return Request(
+            catalog=catalog,
+            landing_root=str(landing),
+            checkpoint_root=str(args.work / catalog / "checkpoints"),
+            run_id=f"bench-{catalog}",
+            metadata_dir=str(metadata),
+        )
+
+    # Warm-up of both paths on a small scale, so neither pays the JVM's first-use costs.
+    spark.sql("CREATE DATABASE IF NOT EXISTS plain_warmup")
+    warm = request("bench_warmup", warmup)
+    run_sync(spark, warm)
+    for table in TABLES:
+        plain_spark(spark, table, warmup, "plain_warmup")
+        lakeline(spark, table, warm)
+
+    spark.sql("CREATE DATABASE IF NOT EXISTS plain_bench")
+    real = request("bench", source)
+    run_sync(spark, real)
+    rows = []
+    for table in TABLES:
+        plain = timed(plain_spark, spark, table, source, "plain_bench")
+        ours = timed(lakeline, spark, table, real)
+        rows.append((table, plain, ours))
+        print(f"{table:<10} plain {plain:8.1f}s   lakeline {ours:8.1f}s   ratio {ours / plain:.2f}")
+    plain_total = sum(r[1] for r in rows)
+    ours_total = sum(r[2] for r in rows)
+    print(
+        f"{'total':<10} plain {plain_total:8.1f}s   lakeline {ours_total:8.1f}s   "
+        f"ratio {ours_total / plain_total:.2f}  (TPC-H SF{args.scale:g}, target <= 1.15)"
+    )
+    for table in TABLES:
+        n_plain = spark.table(f"plain_bench.silver_{table}").count()
+        n_ours = spark.table(f"bench__silver.{table}").count()
+        print(f"{table:<10} silver rows: plain {n_plain}, lakeline {n_ours}")
+        if n_plain != n_ours:
+            print("  row counts differ: the comparison is not like for like", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
