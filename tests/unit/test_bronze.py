@@ -148,3 +148,17 @@ def test_full_delta_source_appends_a_snapshot_each_run(spark, env):
     ingest(spark, env, dataset, "r2")
     runs = spark.table(bronze.bronze_table(env, dataset)).groupBy("_run_id").count().collect()
     assert sorted((r._run_id, r["count"]) for r in runs) == [("r1", 1), ("r2", 1)]
+
+
+def test_a_late_file_with_an_old_timestamp_is_not_skipped(spark, env):
+    """Spark's file source drops files 7 days older than the newest seen; we must not."""
+    import os
+    import time
+
+    dataset = Dataset.model_validate(ORDERS)
+    land(env, "new.csv", "order_id,amount,updated_at\n1,1.00,2024-03-01T00:00:00\n")
+    assert ingest(spark, env, dataset, "r1").rows_written == 1
+    old = land(env, "old.csv", "order_id,amount,updated_at\n2,2.00,2024-01-01T00:00:00\n")
+    month_ago = time.time() - 30 * 24 * 3600
+    os.utime(old, (month_ago, month_ago))
+    assert ingest(spark, env, dataset, "r2").rows_written == 1

@@ -134,6 +134,9 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
     wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stream = (
         spark.readStream.format(dataset.source.format.value)
+        # Spark's file source forgets files older than maxFileAge (7 days) behind the newest
+        # one and would skip a late file with an old timestamp; Auto Loader never does.
+        .option("maxFileAge", "36500d")
         .options(**_reader_options(dataset))
         .schema(schema)
         .load(path)
