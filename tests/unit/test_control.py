@@ -44,13 +44,14 @@ def test_changes_are_applied_in_one_commit(spark, env, metadata):
     control.sync(spark, env, metadata, "run-1")
     before = _version(spark, env)
     orders = metadata / "datasets" / "orders.yml"
-    orders.write_text(orders.read_text().replace("owner: retail-data-team", "owner: finance"))
+    # (the owner is the contract's too, so the change is to the description)
+    orders.write_text(orders.read_text().replace("Order headers from", "Order headers of"))
     (metadata / "gold" / "dim_product.sql").unlink()
     result = control.sync(spark, env, metadata, "run-2")
     assert (result.inserted, result.updated, result.deleted) == (0, 1, 1)
     assert _version(spark, env) == before + 1
     plan = control.load_plan(spark, env)
-    assert plan.datasets["orders"].owner == "finance"
+    assert plan.datasets["orders"].description.startswith("Order headers of")
     assert "dim_product" not in [g.name for g in plan.gold]
 
 

@@ -26,12 +26,12 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeline import state
+from lakeline import schema_evolution, state
 from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import DataError
 from lakeline.hdfs import read_text, write_text
-from lakeline.metadata import Column, Dataset, LoadType, SourceFormat
+from lakeline.metadata import Column, Dataset, SchemaEvolution, SourceFormat
 from lakeline.runlog import StepResult
 from lakeline.streams import run_available_now
 
@@ -130,7 +130,18 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         return
     schema = _source_schema(spark, env, dataset, path)
     target = bronze_table(env, dataset)
-    _ensure_bronze(spark, env, dataset, schema)
+    # The dataset's schema_evolution mode (none: new columns ignored, as always).
+    location = schema_evolution.schema_location(env, dataset)
+    options = _reader_options(dataset)
+    schema, rescued = schema_evolution.file_schema(
+        spark, env, dataset, path, schema, location, options, run_id, result
+    )
+    stored = T.StructType([f for f in schema.fields if f.name not in rescued])
+    if rescued:
+        stored = stored.add(schema_evolution.RESCUED, T.StringType(), True)
+    _ensure_bronze(spark, env, dataset, stored)
+    if dataset.schema_evolution is not SchemaEvolution.none:
+        schema_evolution.align_bronze(spark, env, target, stored)
     wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stream = (
         spark.readStream.format(dataset.source.format.value)
@@ -142,6 +153,7 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         .load(path)
         .select("*", F.col("_metadata.file_path").alias("_source_file"))
     )
+    stream = schema_evolution.rescue(stream, rescued)
     stored = state.watermark(spark, env, dataset.id) if wm is not None else None
     seen: dict = {"rows": 0, "files": set(), "watermark": stored}
 
@@ -218,8 +230,9 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         frame = spark.read.format("delta").load(origin)
     target = bronze_table(env, dataset)
     _ensure_bronze(spark, env, dataset, frame.schema)
+    frame = schema_evolution.delta_frame(spark, env, dataset, frame, target, run_id, result)
     marker: dict = {"source": "delta", "run": run_id}
-    if dataset.load.type is LoadType.incremental:
+    if dataset.load.watermark_column is not None:  # incremental, or a cdc feed read by watermark
         wm = dataset.column(dataset.load.watermark_column)
         kind = parse_type(wm.type)
         stored = state.watermark(spark, env, dataset.id)

@@ -3,6 +3,8 @@
 Layout of a metadata folder::
 
     datasets/<id>.yml   one dataset each (source, load type, columns, keys, owner, tags)
+    contracts/<id>.yml  the dataset's ODCS v3 data contract (silver schema, rules, owner, SLA),
+                        referred to by the dataset's ``contract:``; see contracts.py
     gold/<name>.sql     one gold table each; refer to other tables as {{ silver.orders }}
                         or {{ gold.dim_customer }}; dependencies come from those references
 
@@ -12,6 +14,7 @@ naming the file, the dataset and the field.
 
 from __future__ import annotations
 
+import os
 import re
 from enum import Enum
 from pathlib import Path
@@ -27,10 +30,13 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
+from lakeline.contracts import Contract, load_contract
 from lakeline.datatypes import parse_type
 from lakeline.errors import MetadataError, Problem
 from lakeline.identifiers import IDENTIFIER_PATTERN, check_identifier, is_identifier
+from lakeline.quality import Check, Rule, rule_problems
 
 GOLD = "gold table"
 
@@ -106,6 +112,8 @@ class Source(_Model):
 class LoadType(str, Enum):
     full = "full"
     incremental = "incremental"
+    cdc = "cdc"
+    snapshot = "snapshot"
 
 
 class Load(_Model):
@@ -122,16 +130,73 @@ class Load(_Model):
     def _watermark(self) -> Load:
         if self.type is LoadType.incremental and self.watermark_column is None:
             raise ValueError("an incremental load needs 'watermark_column'")
-        if self.type is LoadType.full and self.watermark_column is not None:
-            raise ValueError("'watermark_column' only applies to incremental loads")
+        if self.type in (LoadType.full, LoadType.snapshot) and self.watermark_column is not None:
+            raise ValueError("'watermark_column' only applies to incremental and cdc loads")
         return self
+
+
+class DeleteMode(str, Enum):
+    hard = "hard"
+    soft = "soft"
+
+
+class Cdc(_Model):
+    """How to read a change feed (load type ``cdc``) and apply deletes (cdc and snapshot)."""
+
+    operation_column: Identifier | None = Field(
+        default=None,
+        description="The source column naming each change's operation; required for load type "
+        "cdc. It does not reach silver.",
+    )
+    insert_values: list[str] = Field(default_factory=lambda: ["insert", "I", "c"])
+    update_values: list[str] = Field(default_factory=lambda: ["update", "U", "u"])
+    delete_values: list[str] = Field(default_factory=lambda: ["delete", "D", "d"])
+    sequence_by: list[Identifier] = Field(
+        default_factory=list,
+        description="Columns that order the changes of one key, most significant first; the "
+        "latest wins. SCD2 validity is the first one's value (event time, not processing "
+        "time). Required for load type cdc; snapshots use the snapshot's ingestion time.",
+    )
+    delete_mode: DeleteMode = Field(
+        default=DeleteMode.hard,
+        description="hard: delete the silver row; soft: keep it with deleted_column = true.",
+    )
+    deleted_column: Identifier = Field(
+        default="_is_deleted", description="The soft-delete flag column (delete_mode soft)."
+    )
+    ignore_null_updates: bool = Field(
+        default=False,
+        description="Updates leave a column as it is when the change carries null for it.",
+    )
+
+
+class Scd(_Model):
+    """Slowly changing dimension type of the silver table, and its validity column names."""
+
+    type: Annotated[int, Field(ge=1, le=2)] = 1
+    valid_from_column: Identifier = "_valid_from"
+    valid_to_column: Identifier = "_valid_to"
+    current_column: Identifier = "_is_current"
+
+
+class SchemaEvolution(str, Enum):
+    """What file ingestion does with columns the stored schema lacks (Auto Loader's modes)."""
+
+    addNewColumns = "addNewColumns"
+    rescue = "rescue"
+    failOnNewColumns = "failOnNewColumns"
+    none = "none"
 
 
 class Column(_Model):
     """A silver column: its name, type and where it comes from."""
 
     name: Identifier
-    type: TypeName
+    type: TypeName | None = Field(
+        default=None,
+        description="The silver type. May be left out when the dataset has a contract, which "
+        "then gives it; when both give it they must agree.",
+    )
     source: Identifier | None = Field(
         default=None, description="The column's name in the source, when it differs."
     )
@@ -144,6 +209,11 @@ class Column(_Model):
     @property
     def source_name(self) -> str:
         return self.source or self.name
+
+
+class SchemaDriftPolicy(str, Enum):
+    fail = "fail"
+    evolve = "evolve"
 
 
 class Dataset(_Model):
@@ -162,6 +232,32 @@ class Dataset(_Model):
         default=None,
         description="Orders versions of one key: the latest wins in dedup and merge.",
     )
+    contract: str | None = Field(
+        default=None,
+        description="The dataset's ODCS v3 data contract, relative to the metadata folder "
+        "(e.g. contracts/orders.yml): the source of its silver schema and quality rules.",
+    )
+    on_schema_drift: SchemaDriftPolicy = Field(
+        default=SchemaDriftPolicy.fail,
+        description="When the silver table no longer matches the contract: fail (stop before "
+        "writing) or evolve (add the columns the contract added; anything else still fails).",
+    )
+    quality: list[Rule] = Field(
+        default_factory=list,
+        description="Quality rules beyond the contract's, evaluated on every silver batch.",
+    )
+    cdc: Cdc | None = Field(
+        default=None,
+        description="Change feed settings: required for load type cdc, optional for snapshot.",
+    )
+    scd: Scd = Field(default_factory=Scd, description="SCD type 1 (default) or 2 in silver.")
+    schema_evolution: SchemaEvolution = Field(
+        default=SchemaEvolution.none,
+        description="File sources: addNewColumns, rescue (unknown fields and values that do "
+        "not fit go to _rescued_data), failOnNewColumns or none (new columns are ignored).",
+    )
+    # Filled in by load_project from `contract`; travels with the dataset to the control table.
+    compiled_contract: SkipJsonSchema[Contract | None] = None
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Dataset:
@@ -185,6 +281,14 @@ class Dataset(_Model):
         for i, key in enumerate(self.primary_key):
             if key not in names:
                 found.append((f"primary_key.{i}", f"column '{key}' is not among the columns"))
+        untyped = [i for i, c in enumerate(self.columns) if c.type is None]
+        if untyped and self.contract is None:
+            for i in untyped:
+                found.append((f"columns.{i}.type", "give the type (or a contract that gives it)"))
+        if not untyped:
+            index = {r.name: i for i, r in enumerate(self.quality)}
+            for rule, message in rule_problems(self, self.quality):
+                found.append((f"quality.{index.get(rule, 0)}", message))
         if self.sequence_column and self.sequence_column not in names:
             found.append(
                 ("sequence_column", f"column '{self.sequence_column}' is not among the columns")
@@ -192,7 +296,60 @@ class Dataset(_Model):
         wm = self.load.watermark_column
         if wm and wm not in names:
             found.append(("load.watermark_column", f"column '{wm}' is not among the columns"))
+        found += self._change_problems(names)
         return found
+
+    def _change_problems(self, names: list[str]) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        cdc = self.cdc
+        if self.load.type is LoadType.cdc:
+            if cdc is None or cdc.operation_column is None:
+                found.append(("cdc.operation_column", "a cdc load needs the operation column"))
+            if cdc is None or not cdc.sequence_by:
+                found.append(("cdc.sequence_by", "a cdc load needs at least one sequence column"))
+        elif cdc is not None and self.load.type is not LoadType.snapshot:
+            found.append(("cdc", "only applies to load types cdc and snapshot"))
+        if cdc is not None:
+            for i, column in enumerate(cdc.sequence_by):
+                if column not in names:
+                    found.append((f"cdc.sequence_by.{i}", f"column '{column}' is not a column"))
+            if cdc.operation_column in names:
+                found.append(("cdc.operation_column", "the operation column cannot reach silver"))
+            values = [*cdc.insert_values, *cdc.update_values, *cdc.delete_values]
+            if len(values) != len(set(values)):
+                found.append(("cdc", "an operation value is listed for two operations"))
+        if self.scd.type == 2 and self.load.type not in (LoadType.cdc, LoadType.snapshot):
+            found.append(("scd.type", "SCD type 2 needs load type cdc or snapshot"))
+        if self.scd.type == 2 and cdc is not None and cdc.delete_mode is DeleteMode.soft:
+            found.append(
+                (
+                    "cdc.delete_mode",
+                    "SCD2 closes the current version on a delete; soft deletes are for SCD1",
+                )
+            )
+        added = list(self.added_silver_columns())
+        lowered = {n.lower() for n in names}
+        for name in added:
+            if name.lower() in lowered:
+                found.append(("scd", f"'{name}' clashes with a column; rename it in scd/cdc"))
+        if len({n.lower() for n in added}) != len(added):
+            found.append(("scd", "the validity and flag column names must differ"))
+        return found
+
+    def added_silver_columns(self) -> dict[str, str]:
+        """Columns lakeline adds to silver for SCD2 validity and soft deletes: name -> type."""
+        added: dict[str, str] = {}
+        if self.scd.type == 2:
+            from_type = "timestamp"
+            if self.load.type is LoadType.cdc and self.cdc and self.cdc.sequence_by:
+                first = self.cdc.sequence_by[0]
+                from_type = next((c.type for c in self.columns if c.name == first), None) or ""
+            added[self.scd.valid_from_column] = from_type
+            added[self.scd.valid_to_column] = from_type
+            added[self.scd.current_column] = "boolean"
+        if self.cdc is not None and self.cdc.delete_mode is DeleteMode.soft:
+            added[self.cdc.deleted_column] = "boolean"
+        return added
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -268,6 +425,68 @@ def _problems_from(err: ValidationError, file: str, dataset: str | None) -> list
     return problems
 
 
+def _with_contract(dataset: Dataset, root: Path, rel: str) -> tuple[Dataset | None, list[Problem]]:
+    """The dataset with its contract compiled in: silver columns and types from the contract.
+
+    A conflict between the two (a column, type, nullability, key or owner that differ) is
+    a problem naming both files.
+    """
+    contract_path = root / (dataset.contract or "")
+    contract_rel = os.path.relpath(contract_path, root.parent)
+    contract, problems = load_contract(contract_path, contract_rel, dataset.id)
+    if contract is None:
+        if problems and problems[0].message == "contract file not found":
+            problems = [Problem(rel, dataset.id, "contract", f"{contract_rel} does not exist")]
+        return None, problems
+    found: list[Problem] = []
+
+    def conflict(field: str, message: str) -> None:
+        found.append(Problem(rel, dataset.id, field, f"{message} (contract {contract_rel})"))
+
+    declared = {c.name: c for c in dataset.columns}
+    for i, column in enumerate(dataset.columns):
+        agreed = contract.column(column.name)
+        if agreed is None:
+            conflict(f"columns.{i}.name", f"column '{column.name}' is not in the contract")
+            continue
+        if column.type is not None and parse_type(column.type) != parse_type(agreed.type):
+            conflict(
+                f"columns.{i}.type",
+                f"type {column.type} differs from the contract's physicalType {agreed.type}",
+            )
+        if "nullable" in column.model_fields_set and column.nullable == agreed.required:
+            conflict(
+                f"columns.{i}.nullable",
+                f"nullable: {str(column.nullable).lower()} contradicts the contract's "
+                f"required: {str(agreed.required).lower()}",
+            )
+    if list(dataset.primary_key) != contract.primary_key:
+        conflict(
+            "primary_key",
+            f"primary key {dataset.primary_key} differs from the contract's {contract.primary_key}",
+        )
+    if contract.owner and contract.owner != dataset.owner:
+        conflict(
+            "owner", f"owner '{dataset.owner}' differs from the contract's team '{contract.owner}'"
+        )
+    if found:
+        return None, found
+    columns = []
+    for agreed in contract.columns:
+        column = declared.get(agreed.name)
+        spec = column.model_dump(exclude_unset=True) if column else {"name": agreed.name}
+        spec.update(type=agreed.type, nullable=not agreed.required)
+        if not spec.get("description") and agreed.description:
+            spec["description"] = agreed.description
+        columns.append(spec)
+    spec = dataset.model_dump(exclude_unset=True)
+    spec.update(columns=columns, compiled_contract=contract)
+    try:
+        return Dataset.model_validate(spec, context={"defer_cross_checks": True}), []
+    except ValidationError as err:
+        return None, _problems_from(err, rel, dataset.id)
+
+
 def _load_dataset(path: Path, rel: str) -> tuple[Dataset | None, str | None, list[Problem]]:
     try:
         raw: Any = yaml.safe_load(path.read_text())
@@ -278,11 +497,22 @@ def _load_dataset(path: Path, rel: str) -> tuple[Dataset | None, str | None, lis
     dataset_id = raw.get("id")
     if not (isinstance(dataset_id, str) and is_identifier(dataset_id)):
         dataset_id = path.stem
+    if "compiled_contract" in raw:
+        problem = "set by lakeline from 'contract'; refer to the contract file instead"
+        return None, dataset_id, [Problem(rel, dataset_id, "compiled_contract", problem)]
     try:
         dataset = Dataset.model_validate(raw, context={"defer_cross_checks": True})
     except ValidationError as err:
         return None, dataset_id, _problems_from(err, rel, dataset_id)
+    if dataset.contract is not None:
+        dataset, found = _with_contract(dataset, path.parent.parent, rel)
+        if dataset is None:
+            return None, dataset_id, found
     found = [Problem(rel, dataset_id, f, m) for f, m in dataset.cross_field_problems()]
+    contract = dataset.compiled_contract
+    if contract is not None and not any(c.type is None for c in dataset.columns):
+        for name, message in rule_problems(dataset, contract.rules):
+            found.append(Problem(contract.file, dataset_id, f"rule {name}", message))
     return (None if found else dataset), dataset_id, found
 
 
@@ -315,6 +545,28 @@ def _load_gold(path: Path, rel: str) -> tuple[GoldTable | None, list[Problem]]:
     if problems:
         return None, problems
     return GoldTable(name=name, file=rel, sql=sql, refs=tuple(refs)), []
+
+
+def _reference_problems(datasets: dict[str, Dataset], files: dict[str, str]) -> list[Problem]:
+    """Referential-integrity rules must point at a column of another known dataset."""
+    problems = []
+    for dataset in datasets.values():
+        contract_rules = dataset.compiled_contract.rules if dataset.compiled_contract else []
+        for rule in [*contract_rules, *dataset.quality]:
+            if rule.check is not Check.references:
+                continue
+            target, column = (rule.references or ".").split(".")
+            other = datasets.get(target)
+            if other is None or column not in {c.name for c in other.columns}:
+                problems.append(
+                    Problem(
+                        files[dataset.id],
+                        dataset.id,
+                        f"rule {rule.name}",
+                        f"refers to {rule.references}, which is not a column of a known dataset",
+                    )
+                )
+    return problems
 
 
 def _find_cycle(gold: dict[str, GoldTable]) -> list[str] | None:
@@ -383,6 +635,8 @@ def load_project(root: str | Path) -> Project:
             continue
         datasets[dataset.id] = dataset
         files[dataset.id] = rel
+
+    problems += _reference_problems(datasets, files)
 
     gold: dict[str, GoldTable] = {}
     for path in sorted((root / "gold").glob("*.sql")) if (root / "gold").is_dir() else []:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakeline import bronze, control, gold, silver, state
+from lakeline import bronze, control, gold, locks, quality, silver, state
 from lakeline.environment import Environment
 from lakeline.errors import LakelineError
 from lakeline.runlog import StepResult, ensure_run_log_table, logged_step
@@ -44,6 +44,8 @@ def run_sync(spark, request: Request) -> StepResult:
     env.ensure_schemas(spark)
     ensure_run_log_table(spark, env)
     state.ensure_state_table(spark, env)
+    quality.ensure_metrics_table(spark, env)
+    locks.ensure_lock_table(spark, env)
     with logged_step(spark, env, request.run_id, "*", "sync") as result:
         synced = control.sync(spark, env, Path(request.metadata_dir), request.run_id)
         result.rows_written = synced.inserted + synced.updated + synced.deleted
@@ -66,7 +68,10 @@ def run_plan(spark, request: Request) -> list[str]:
 def run_ingest(spark, request: Request) -> StepResult:
     env = request.environment(spark)
     dataset = control.dataset_from_control(spark, env, request.dataset)
-    with logged_step(spark, env, request.run_id, dataset.id, "bronze") as result:
+    with (
+        logged_step(spark, env, request.run_id, dataset.id, "bronze") as result,
+        locks.hold(spark, env, dataset.id, "bronze", request.run_id),
+    ):
         bronze.ingest(spark, env, dataset, request.run_id, result)
     return result
 
@@ -75,7 +80,10 @@ def run_transform(spark, request: Request) -> StepResult:
     env = request.environment(spark)
     if request.layer == "silver":
         dataset = control.dataset_from_control(spark, env, request.dataset)
-        with logged_step(spark, env, request.run_id, dataset.id, "silver") as result:
+        with (
+            logged_step(spark, env, request.run_id, dataset.id, "silver") as result,
+            locks.hold(spark, env, dataset.id, "silver", request.run_id),
+        ):
             silver.transform(spark, env, dataset, request.run_id, result)
         return result
     if request.layer == "gold":
@@ -85,6 +93,41 @@ def run_transform(spark, request: Request) -> StepResult:
                 gold.build(spark, env, table, result)
         return result
     raise LakelineError(f"layer must be 'silver' or 'gold', not {request.layer!r}")
+
+
+def run_backfill(
+    spark,
+    request: Request,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    runs: list[str] | None = None,
+    with_gold: bool = True,
+) -> StepResult:
+    """Rebuild one dataset's silver from bronze (all, or a range), then gold; see backfill.py."""
+    from datetime import datetime
+
+    from lakeline import backfill
+
+    env = request.environment(spark)
+    dataset = control.dataset_from_control(spark, env, request.dataset)
+    with (
+        logged_step(spark, env, request.run_id, dataset.id, "backfill") as result,
+        locks.hold(spark, env, dataset.id, "silver", request.run_id),
+    ):
+        backfill.rebuild_silver(
+            spark,
+            env,
+            dataset,
+            request.run_id,
+            result,
+            since=datetime.fromisoformat(since) if since else None,
+            until=datetime.fromisoformat(until) if until else None,
+            runs=runs,
+        )
+        if with_gold:
+            backfill.rebuild_gold(spark, env, result)
+    return result
 
 
 def run_maintenance(spark, request: Request, operation: str, retention_hours: int) -> StepResult:

@@ -4,14 +4,19 @@ Bronze is read as a Delta stream (checkpoint + available-now trigger), so each b
 reaches silver once. Each micro-batch is
 
 1. cast to the declared types (a value that does not fit is a reason, never a silent null),
-2. checked (null key, missing required value, cast failure; the quality engine plugs in
-   at ``row_checks``) — failing rows go to the dataset's quarantine table with reasons,
+2. checked by every rule of the quality engine (``quality.py``) in one pass: built-in
+   rules (null key, missing required value, cast failure), the contract's and the
+   metadata's — failing rows go to the dataset's quarantine table with every reason and
+   rule name; a ``fail`` rule stops the dataset before anything is written,
 3. reduced to one row per key, the latest by the sequence column,
 4. MERGEd into silver: a key's row is never replaced by an older sequence, so replaying a
    batch changes nothing.
 
+Before the first batch the silver table is compared with the schema the contract states;
+drift is handled by the dataset's ``on_schema_drift`` policy (fail by default).
+
 Every row read is accounted for: rows read = rows merged + quarantined + duplicates
-dropped, checked on every batch.
+dropped, checked on every batch. Per-rule counts go to ``ops.dq_metrics``.
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeline import cdc, quality
+from lakeline.contracts import SchemaDriftError, schema_drift
 from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
-from lakeline.metadata import Column, Dataset
+from lakeline.metadata import Dataset, SchemaDriftPolicy
+from lakeline.quality import FAILED_RULES, QUARANTINED, RANK, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
 from lakeline.streams import run_available_now
 
-REASONS = "_reasons"
 LINEAGE = ("_source_file", "_ingested_at")
 QUARANTINE_MARKER = "lakeline"
 
@@ -49,6 +56,11 @@ def silver_schema(dataset: Dataset) -> T.StructType:
         T.StructField("_source_file", T.StringType(), True),
         T.StructField("_ingested_at", T.TimestampType(), True),
     ]
+    # SCD2 validity and the soft-delete flag (cdc.py keeps them).
+    fields += [
+        T.StructField(name, parse_type(kind), True)
+        for name, kind in dataset.added_silver_columns().items()
+    ]
     return T.StructType(fields)
 
 
@@ -60,12 +72,21 @@ QUARANTINE_SCHEMA = T.StructType(
         T.StructField("source_file", T.StringType(), True),
         T.StructField("ingested_at", T.TimestampType(), True),
         T.StructField("quarantined_at", T.TimestampType(), False),
+        # Added with the quality engine: every quarantine rule the row failed, a row id,
+        # and the replay that moved it to silver (both null until then).
+        T.StructField("failed_rules", T.ArrayType(T.StringType()), True),
+        T.StructField("quarantine_id", T.StringType(), True),
+        T.StructField("replay_run_id", T.StringType(), True),
+        T.StructField("replayed_at", T.TimestampType(), True),
     ]
 )
 
 
 def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
-    """Create the silver and quarantine tables if they do not exist yet."""
+    """Create the silver and quarantine tables if they do not exist yet.
+
+    A quarantine table from before the quality engine gets its new columns added.
+    """
     for schema_name, schema in (
         ("silver", silver_schema(dataset)),
         ("quarantine", QUARANTINE_SCHEMA),
@@ -74,48 +95,60 @@ def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
             spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(
                 env.table(schema_name, dataset.id)
             )
+    table = quarantine_table(env, dataset)
+    have = set(spark.table(table).columns)
+    missing = [f for f in QUARANTINE_SCHEMA.fields if f.name not in have]
+    if missing:
+        from delta.tables import DeltaTable
 
-
-def _typed(column: Column) -> F.Column:
-    """The declared type of a raw column; null when the value does not fit."""
-    raw = F.col(quote(column.source_name))
-    kind = parse_type(column.type)
-    if column.format and isinstance(kind, T.DateType | T.TimestampType):
-        parsed = F.try_to_timestamp(raw.cast("string"), F.lit(column.format))
-        return parsed.cast(kind)
-    if isinstance(kind, T.StringType):
-        return raw.cast(kind)
-    # try_cast: null instead of an error (or a silent wrap) for values that do not fit.
-    return F.expr(f"try_cast({quote(column.source_name)} AS {kind.simpleString()})")
-
-
-def row_checks(dataset: Dataset) -> list[tuple[F.Column, str]]:
-    """(failing condition, reason) pairs evaluated on each raw+typed row.
-
-    The seam where the quality engine adds its row-level rules.
-    """
-    checks = []
-    for column in dataset.columns:
-        raw = F.col(quote(column.source_name))
-        typed = F.col(quote(f"__typed_{column.name}"))
-        if column.name in dataset.primary_key:
-            checks.append((raw.isNull(), f"primary key column '{column.name}' is null"))
-        elif not column.nullable:
-            checks.append((raw.isNull(), f"required column '{column.name}' is null"))
-        checks.append(
-            (
-                raw.isNotNull() & typed.isNull(),
-                f"column '{column.name}': value does not fit type {column.type}",
-            )
+        columns = ", ".join(f"{quote(f.name)} {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})")
+        # Rows quarantined before there were ids get a deterministic one, for replay.
+        parts = [F.col("record"), F.col("run_id"), F.col("source_file")]
+        parts.append(F.col("quarantined_at").cast("string"))
+        DeltaTable.forName(spark, table).update(
+            condition=F.col("quarantine_id").isNull(),
+            set={"quarantine_id": F.sha2(F.concat_ws("|", *parts), 256)},
         )
-    return checks
 
 
-def classify(frame: DataFrame, dataset: Dataset) -> DataFrame:
-    """Add typed columns and the array of reasons each row fails (empty when it passes)."""
-    typed = frame.select("*", *[_typed(c).alias(f"__typed_{c.name}") for c in dataset.columns])
-    reasons = [F.when(cond, F.lit(reason)) for cond, reason in row_checks(dataset)]
-    return typed.withColumn(REASONS, F.filter(F.array(*reasons), lambda r: r.isNotNull()))
+def check_schema(spark, env: Environment, dataset: Dataset, result: StepResult) -> None:
+    """Compare the silver table with the schema the contract states, before any write.
+
+    Drift is reported in the run log (``schema_drift``). Policy ``fail`` stops the dataset;
+    ``evolve`` adds the columns the contract added and fails on any other drift.
+    """
+    table = silver_table(env, dataset)
+    drift = schema_drift(silver_schema(dataset), spark.table(table).schema)
+    if not drift:
+        return
+    result.details["schema_drift"] = [str(d) for d in drift]
+    added = [d for d in drift if d.kind == "missing in table"]
+    if dataset.on_schema_drift is SchemaDriftPolicy.evolve and len(added) == len(drift):
+        kinds = {f.name: f.dataType for f in silver_schema(dataset).fields}
+        columns = ", ".join(f"{quote(d.column)} {kinds[d.column].simpleString()}" for d in added)
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})")
+        result.details["schema_evolved"] = [d.column for d in added]
+        return
+    raise SchemaDriftError(
+        f"dataset '{dataset.id}': silver table {table} does not match its contract: "
+        + "; ".join(map(str, drift))
+        + f". Policy on_schema_drift: {dataset.on_schema_drift.value}; nothing was written. "
+        "Migrate the table (or set on_schema_drift: evolve for added columns)."
+    )
+
+
+def classify(frame: DataFrame, dataset: Dataset, rules: RuleSet | None = None) -> DataFrame:
+    """The raw columns, their typed values (``__typed_<column>``) and the array ``_reasons``
+    of every quarantine rule each row fails (empty when it passes).
+    """
+    checked = (rules or RuleSet.of(dataset)).evaluate(frame)
+    return checked.select(
+        *[F.col(RAW).getField(c).alias(c) for c in frame.columns],
+        *[F.col(quote(c.name)).alias(f"__typed_{c.name}") for c in dataset.columns],
+        REASONS,
+        FAILED_RULES,
+    )
 
 
 def latest_per_key(good: DataFrame, dataset: Dataset) -> DataFrame:
@@ -154,25 +187,56 @@ def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict
 
 
 def process_batch(
-    spark, env: Environment, dataset: Dataset, batch: DataFrame, batch_id: int, run_id: str
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    batch: DataFrame,
+    batch_id: int,
+    run_id: str,
+    rules: RuleSet | None = None,
+    quality_report: dict | None = None,
 ) -> dict:
-    """Quarantine, deduplicate and merge one batch of bronze rows; returns its counts."""
-    classified = classify(batch, dataset).persist()
+    """Check, quarantine, deduplicate and merge one batch of bronze rows; returns its counts.
+
+    Every rule is evaluated first (one pass for row rules, one aggregation for the counts
+    and the dataset rules). A failed ``fail`` rule raises QualityError before the quarantine
+    or silver table is touched. ``quality_report``, when given, accumulates the warned rows
+    and the rows failed per rule (and, on a failure, the rules that stopped the batch).
+    """
+    rules = rules or RuleSet.of(dataset)
+    report = quality_report if quality_report is not None else {}
+    checked = rules.evaluate(batch).persist()
     try:
-        total, bad = classified.agg(
-            F.count(F.lit(1)), F.count(F.when(F.size(REASONS) > 0, 1))
-        ).first()
+        measures = rules.measure(spark, env, checked)
+        total, bad = measures.total, measures.quarantined
         if total == 0:
             return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
-        source_columns = [quote(c) for c in batch.columns if not c.startswith("_")]
+        report["warned"] = report.get("warned", 0) + measures.warned
+        failed = report.setdefault("failed_rules", {})
+        for name, rows in measures.failed_rule_counts().items():
+            failed[name] = failed.get(name, 0) + rows
+        stopping = measures.failures(quality.Action.fail)
+        if stopping:
+            report["stopped_by"] = [
+                {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
+                for o in stopping
+            ]
+            quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+            measures.raise_on_fail(dataset.id, f" batch {batch_id}")
+        source_columns = [c for c in batch.columns if not c.startswith("_")]
         if bad:
-            rejects = classified.where(F.size(REASONS) > 0).select(
-                F.to_json(F.struct(*source_columns)).alias("record"),
+            record = F.struct(*[F.col(RAW).getField(c).alias(c) for c in source_columns])
+            rejects = checked.where(F.col(QUARANTINED)).select(
+                F.to_json(record).alias("record"),
                 F.col(REASONS).alias("reasons"),
                 F.lit(run_id).alias("run_id"),
                 F.col("_source_file").alias("source_file"),
                 F.col("_ingested_at").alias("ingested_at"),
                 F.current_timestamp().alias("quarantined_at"),
+                F.col(FAILED_RULES).alias("failed_rules"),
+                F.expr("uuid()").alias("quarantine_id"),
+                F.lit(None).cast("string").alias("replay_run_id"),
+                F.lit(None).cast("timestamp").alias("replayed_at"),
             )
             marker = json.dumps({QUARANTINE_MARKER: {"batch": batch_id}})
             quarantine = quarantine_table(env, dataset)
@@ -180,12 +244,11 @@ def process_batch(
                 rejects.write.format("delta").mode("append").option(
                     "userMetadata", marker
                 ).saveAsTable(quarantine)
-        good = classified.where(F.size(REASONS) == 0).select(
-            *[F.col(quote(f"__typed_{c.name}")).alias(c.name) for c in dataset.columns],
-            *LINEAGE,
+        latest = checked.where(~F.col(QUARANTINED) & (F.col(RANK) == 1)).select(
+            *[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE
         )
-        latest = latest_per_key(good, dataset)
         merged = _merge(spark, env, dataset, latest)
+        quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
         counts = {
             "read": total,
             "quarantined": bad,
@@ -202,7 +265,7 @@ def process_batch(
             )
         return counts
     finally:
-        classified.unpersist()
+        checked.unpersist()
 
 
 def _already_written(spark, table: str, marker: str) -> bool:
@@ -214,7 +277,9 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
     """Bring silver up to date with everything in bronze not yet processed."""
     from lakeline.bronze import bronze_table
 
+    rules = RuleSet.of(dataset)
     ensure_tables(spark, env, dataset)
+    check_schema(spark, env, dataset, result)
     source = bronze_table(env, dataset)
     if not env.exists(spark, "bronze", dataset.id):
         result.details["note"] = "no bronze table yet"
@@ -226,20 +291,32 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
         "merged": 0,
         "inserted": 0,
         "updated": 0,
+        "deleted": 0,
         "stale": 0,
     }
 
+    report: dict = {"warned": 0, "failed_rules": {}}
+
+    # Change feeds, snapshots and SCD2 are applied by cdc.py; other loads upsert here.
+    apply = cdc.process_batch if cdc.handles(dataset) else process_batch
+
     def each_batch(batch: DataFrame, batch_id: int) -> None:
-        counts = process_batch(spark, env, dataset, batch, batch_id, run_id)
+        counts = apply(spark, env, dataset, batch, batch_id, run_id, rules, report)
         for key, value in counts.items():
             totals[key] += value
 
-    run_available_now(
-        spark.readStream.format("delta").table(source),
-        each_batch,
-        env.checkpoint(dataset.id, "silver"),
-        f"dataset '{dataset.id}', silver",
-    )
+    try:
+        run_available_now(
+            spark.readStream.format("delta").table(source),
+            each_batch,
+            env.checkpoint(dataset.id, "silver"),
+            f"dataset '{dataset.id}', silver",
+        )
+    finally:
+        result.details["warned"] = report["warned"]
+        result.details["failed_rules"] = report["failed_rules"]
+        if "stopped_by" in report:
+            result.details["stopped_by"] = report["stopped_by"]
     result.rows_read = totals["read"]
     result.rows_written = totals["inserted"] + totals["updated"]
     result.details.update(totals)

@@ -1,13 +1,15 @@
 """A local stand-in for the parts of ``dbutils`` the notebooks use.
 
-Widgets (text, dropdown, get, getAll), task values (set, get) and notebook exit behave
-as they do in a Databricks job: parameters passed to a task override widget defaults,
-a task value set by one task can be read by the tasks after it.
+Widgets (text, dropdown, get, getAll), task values (set, get), notebook exit and
+notebook run behave as they do in a Databricks job: parameters passed to a task override
+widget defaults, a task value set by one task can be read by the tasks after it, and a
+notebook can run another one (the nutter fixtures under tests/nutter do).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -75,15 +77,61 @@ class Jobs:
 
 
 class Notebook:
+    def __init__(self, path: str | Path | None = None, spark=None):
+        self._path = Path(path) if path is not None else None
+        self._spark = spark
+
     @staticmethod
     def exit(value: str) -> None:
         raise NotebookExit(value)
 
+    def run(self, path: str, timeout_seconds: int = 0, arguments: dict | None = None) -> str:
+        """Run another notebook to its end with ``arguments`` as its widget values.
+
+        As in a workspace, ``path`` has no ``.py`` and a relative one starts from the calling
+        notebook's folder; the result is what the notebook gave ``dbutils.notebook.exit``
+        ("" if it never exits). The child shares this process's SparkSession and gets its
+        own widgets and task values. Differences from a workspace: ``timeout_seconds`` is not
+        enforced, and an exception in the child propagates as is (a workspace raises a
+        WorkflowException naming the child run).
+        """
+        from lakeline.local.notebooks import run_notebook
+
+        if self._spark is None or self._path is None:
+            raise RuntimeError(
+                "dbutils.notebook.run needs the calling notebook's path and SparkSession; "
+                "run the notebook with lakeline.local.notebooks.run_notebook"
+            )
+        target = Path(path) if Path(path).is_absolute() else self._path.parent / path
+        if target.suffix != ".py":
+            target = target.with_name(target.name + ".py")
+        target = target.resolve()
+        if not target.is_file():
+            raise FileNotFoundError(
+                f"dbutils.notebook.run: no notebook {path!r} (looked for {target}) "
+                f"from {self._path}"
+            )
+        parameters = {k: str(v) for k, v in (arguments or {}).items()}
+        value = run_notebook(target, self._spark, parameters, {}, target.stem)
+        return "" if value is None else value
+
 
 class LocalDbutils:
-    """``dbutils`` for one local notebook run."""
+    """``dbutils`` for one local notebook run.
 
-    def __init__(self, parameters: dict[str, str], task_values: dict, task_key: str = "local"):
+    ``notebook_path`` and ``spark`` (given by ``run_notebook``) let the notebook run other
+    notebooks with ``dbutils.notebook.run``.
+    """
+
+    def __init__(
+        self,
+        parameters: dict[str, str],
+        task_values: dict,
+        task_key: str = "local",
+        *,
+        notebook_path: str | Path | None = None,
+        spark=None,
+    ):
         self.widgets = Widgets(parameters)
         self.jobs = Jobs(TaskValues(task_values, task_key))
-        self.notebook = Notebook()
+        self.notebook = Notebook(notebook_path, spark)

@@ -24,7 +24,11 @@ def run_notebook(
     if not source.startswith("# Databricks notebook source"):
         raise ValueError(f"{path} is not a Databricks source-format notebook")
     dbutils = LocalDbutils(
-        parameters or {}, task_values if task_values is not None else {}, task_key
+        parameters or {},
+        task_values if task_values is not None else {},
+        task_key,
+        notebook_path=path,
+        spark=spark,
     )
     scope = {
         "__name__": "__main__",

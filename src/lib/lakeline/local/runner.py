@@ -210,11 +210,22 @@ def summary_rows(run: JobRun) -> list[dict[str, Any]]:
                 "rows_out": out.get("rows_written"),
                 "quarantined": (out.get("details") or {}).get("quarantined"),
                 "duplicates": (out.get("details") or {}).get("duplicates"),
+                "warned": (out.get("details") or {}).get("warned"),
+                "failed_rules": _failed_rules(out.get("details") or {}),
                 "status": out.get("status"),
                 "seconds": task.seconds,
             }
         )
     return rows
+
+
+def _failed_rules(details: dict) -> str | None:
+    """Rules that failed on some rows, as ``name×rows``, for the summary (silver only)."""
+    failed = details.get("failed_rules")
+    if not isinstance(failed, dict):
+        return None
+    text = ", ".join(f"{name}×{rows}" for name, rows in sorted(failed.items())) or "none"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
@@ -225,6 +236,8 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         "rows_out",
         "quarantined",
         "duplicates",
+        "warned",
+        "failed_rules",
         "status",
         "seconds",
     ]

@@ -1,0 +1,602 @@
+"""Change data capture into silver: change feeds (load type ``cdc``) and full snapshots
+(load type ``snapshot``), kept as SCD type 1 or type 2.
+
+A **change feed** row carries an operation (the dataset's ``cdc.operation_column``, whose
+insert / update / delete values are configurable) and one or more sequence columns
+(``cdc.sequence_by``, most significant first). Events arrive out of order, twice, and late;
+the sequence alone decides which one wins, never the arrival order.
+
+* **SCD1**: the batch is reduced to one change per key (the latest by sequence; with
+  ``ignore_null_updates`` an update keeps the values a null does not replace) and applied
+  with one Delta MERGE. A key's row is never replaced by an older sequence, so a replayed
+  batch changes nothing. A delete removes the row (``hard``) or sets the flag column
+  (``soft``); every delete leaves a tombstone (``ops.<dataset>__tombstones``) so an older
+  change arriving after a hard delete cannot bring the key back.
+* **SCD2**: validity comes from the event time — the first sequence column —, not from
+  processing time. For the keys a batch touches, the history in silver and the new events
+  are merged into one timeline and the validity intervals recomputed: a late change splits
+  the interval it falls into, a delete closes the current version (its ``valid_to`` is the
+  delete's time and no version is current). The result is MERGEd on (key, valid_from),
+  so replaying a batch leaves the table as it is.
+
+A **snapshot** is every row of the source at one moment (one bronze run). It is compared
+with the current silver state: new keys become inserts, changed rows updates and missing
+keys deletes, applied as above with the snapshot's ingestion time as the event time.
+
+Rows a delete cannot do without (key, sequence) and rows of other operations that fail
+the quality rules are quarantined with reasons, like any silver row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from lakeline import quality
+from lakeline.environment import Environment
+from lakeline.errors import ReconciliationError
+from lakeline.identifiers import quote
+from lakeline.metadata import Cdc, Dataset, DeleteMode, LoadType
+from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
+
+OP = "__op"
+EVENT_TIME = "__event_time"
+INSERT, UPDATE, DELETE = "insert", "update", "delete"
+LINEAGE = ("_source_file", "_ingested_at")
+_PRIORITY = "__priority"
+CARRIED = "__carried"
+_BAD = "__bad"
+
+
+@dataclass(frozen=True)
+class Counts:
+    read: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    merged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "merged": self.merged,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "stale": 0,
+        }
+
+
+def settings(dataset: Dataset) -> Cdc:
+    return dataset.cdc or Cdc()
+
+
+def handles(dataset: Dataset) -> bool:
+    """Whether silver for this dataset is kept by this module rather than the plain upsert."""
+    return dataset.load.type in (LoadType.cdc, LoadType.snapshot) or dataset.scd.type == 2
+
+
+def tombstone_table(env: Environment, dataset: Dataset) -> str:
+    return env.table("ops", f"{dataset.id}__tombstones")
+
+
+def _c(name: str, alias: str | None = None) -> F.Column:
+    return F.col(f"{alias}.{quote(name)}" if alias else quote(name))
+
+
+def _keys(dataset: Dataset) -> list[str]:
+    return list(dataset.primary_key)
+
+
+def _values(dataset: Dataset) -> list[str]:
+    return [c.name for c in dataset.columns if c.name not in dataset.primary_key]
+
+
+def _sequence(dataset: Dataset) -> list[str]:
+    return list(settings(dataset).sequence_by) if dataset.load.type is LoadType.cdc else []
+
+
+def newer_or_same(columns: list[str], new: str = "s", old: str = "t") -> F.Column:
+    """``new`` is at least as late as ``old`` comparing the sequence columns in order
+    (an old row without a sequence is always older)."""
+    result = F.lit(True)
+    for column in reversed(columns):
+        a, b = _c(column, new), _c(column, old)
+        result = (a > b) | ((a == b) & result)
+    return F.coalesce(result, _c(columns[0], old).isNull()) if columns else F.lit(True)
+
+
+def operation(dataset: Dataset, raw: F.Column) -> F.Column:
+    """insert / update / delete from the source's operation value; null when unknown."""
+    cdc = settings(dataset)
+    value = raw.cast("string")
+    return (
+        F.when(value.isin(*cdc.delete_values), F.lit(DELETE))
+        .when(value.isin(*cdc.update_values), F.lit(UPDATE))
+        .when(value.isin(*cdc.insert_values), F.lit(INSERT))
+    )
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _check(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    batch: DataFrame,
+    batch_id: int,
+    run_id: str,
+    rules: RuleSet,
+    report: dict,
+) -> tuple[DataFrame, DataFrame, int, int, int]:
+    """The checked batch (persisted: unpersist it), its valid changes (typed columns,
+    lineage, ``_run_id``, ``__op``), and the counts read, quarantined and distinct valid keys.
+
+    Deletes are checked for their key and sequence only (a delete usually carries nothing
+    else); other changes by every quality rule. Rejects go to quarantine with reasons.
+    """
+    from lakeline import silver
+
+    sequence = _sequence(dataset)
+    if dataset.load.type is LoadType.cdc:
+        source_op = settings(dataset).operation_column or ""
+        framed = batch.withColumn(OP, operation(dataset, batch[quote(source_op)]))
+    else:
+        framed = batch.withColumn(OP, F.lit(UPDATE))
+    is_delete = F.coalesce(F.col(OP) == DELETE, F.lit(False))
+    needed = set(_keys(dataset)) | set(sequence)
+    delete_rules = RuleSet.of(
+        dataset, [r for r in quality.builtin_rules(dataset) if r.column in needed]
+    )
+    upserts = rules.evaluate(framed.where(~is_delete))
+    deletes = delete_rules.evaluate(framed.where(is_delete))
+
+    def shaped(checked: DataFrame) -> DataFrame:
+        op = F.col(RAW).getField(OP)
+        extra = [F.when(op.isNull(), F.lit("unknown operation (not in the cdc values)"))]
+        extra += [
+            F.when(F.col(quote(s)).isNull(), F.lit(f"sequence column '{s}' is null"))
+            for s in sequence
+        ]
+        more = F.filter(F.array(*extra), lambda x: x.isNotNull()) if extra else F.array()
+        reasons = F.array_distinct(F.concat(F.col(REASONS), more.cast("array<string>")))
+        return checked.select(
+            RAW,
+            *[quote(c.name) for c in dataset.columns],
+            *LINEAGE,
+            F.col(RAW).getField("_run_id").alias("_run_id"),
+            op.alias(OP),
+            reasons.alias(REASONS),
+            FAILED_RULES,
+            (F.col(QUARANTINED) | (F.size(reasons) > 0)).alias(_BAD),
+        )
+
+    if "_run_id" not in batch.columns:
+        framed = framed.withColumn("_run_id", F.lit(None).cast("string"))
+        upserts = rules.evaluate(framed.where(~is_delete))
+        deletes = delete_rules.evaluate(framed.where(is_delete))
+    checked = shaped(upserts).unionByName(shaped(deletes)).persist()
+    measures = rules.measure(spark, env, upserts)
+    stopping = measures.failures(quality.Action.fail)
+    if stopping:
+        report["stopped_by"] = [
+            {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
+            for o in stopping
+        ]
+        quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+        measures.raise_on_fail(dataset.id, f" batch {batch_id}")
+    report["warned"] = report.get("warned", 0) + measures.warned
+    key = F.struct(*[_c(k) for k in _keys(dataset)])
+    total, bad, keys = checked.agg(
+        F.count(F.lit(1)),
+        F.count(F.when(F.col(_BAD), 1)),
+        F.count_distinct(F.when(~F.col(_BAD), key)),
+    ).first()
+    if bad:
+        source_columns = [c for c in batch.columns if not c.startswith("_")]
+        record = F.struct(*[F.col(RAW).getField(c).alias(c) for c in source_columns])
+        rejects = checked.where(F.col(_BAD)).select(
+            F.to_json(record).alias("record"),
+            F.col(REASONS).alias("reasons"),
+            F.lit(run_id).alias("run_id"),
+            F.col("_source_file").alias("source_file"),
+            F.col("_ingested_at").alias("ingested_at"),
+            F.current_timestamp().alias("quarantined_at"),
+            F.col(FAILED_RULES).alias("failed_rules"),
+            F.expr("uuid()").alias("quarantine_id"),
+            F.lit(None).cast("string").alias("replay_run_id"),
+            F.lit(None).cast("timestamp").alias("replayed_at"),
+        )
+        marker = json.dumps({silver.QUARANTINE_MARKER: {"batch": batch_id}})
+        table = silver.quarantine_table(env, dataset)
+        if not silver._already_written(spark, table, marker):
+            rejects.write.format("delta").mode("append").option("userMetadata", marker).saveAsTable(
+                table
+            )
+    quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+    good = checked.where(~F.col(_BAD)).drop(RAW, REASONS, FAILED_RULES, _BAD)
+    return checked, good, total, bad, keys
+
+
+# --------------------------------------------------------------------------- SCD1
+
+
+def latest_change_per_key(changes: DataFrame, dataset: Dataset) -> DataFrame:
+    """One change per key: the latest by sequence (then ingestion time, then file).
+
+    With ``ignore_null_updates``, a column the latest update leaves null takes the last
+    non-null value of the updates since the key's last insert or delete in the batch.
+    """
+    sequence = _sequence(dataset)
+    order = [_c(s).asc_nulls_first() for s in sequence]
+    order += [F.col("_ingested_at").asc(), F.col("_source_file").asc()]
+    keys = [_c(k) for k in _keys(dataset)]
+    frame = changes
+    if settings(dataset).ignore_null_updates:
+        boundary = F.when(F.col(OP) != UPDATE, 1).otherwise(0)
+        upto = Window.partitionBy(*keys).orderBy(*order).rowsBetween(Window.unboundedPreceding, 0)
+        frame = frame.withColumn("__segment", F.sum(boundary).over(upto))
+        segment = (
+            Window.partitionBy(*keys, F.col("__segment"))
+            .orderBy(*order)
+            .rowsBetween(Window.unboundedPreceding, 0)
+        )
+        frame = frame.select(
+            *[_c(k) for k in _keys(dataset)],
+            *[
+                F.last(_c(v), ignorenulls=True).over(segment).alias(v)
+                if v not in sequence
+                else _c(v)
+                for v in _values(dataset)
+            ],
+            *LINEAGE,
+            OP,
+        )
+    if settings(dataset).delete_mode is DeleteMode.soft:
+        # A soft-deleted row keeps the values of the change before its delete, so a key
+        # changed and deleted in one batch ends as it would over two batches.
+        kept = [v for v in _values(dataset) if v not in sequence]
+        before = (
+            Window.partitionBy(*keys).orderBy(*order).rowsBetween(Window.unboundedPreceding, -1)
+        )
+        last = F.last(F.when(F.col(OP) != DELETE, F.struct(*[_c(v) for v in kept])), True)
+        frame = frame.withColumn(CARRIED, F.when(F.col(OP) == DELETE, last.over(before)))
+        frame = frame.select(
+            *[
+                F.when(F.col(CARRIED).isNotNull(), F.col(CARRIED).getField(c.name))
+                .otherwise(_c(c.name))
+                .alias(c.name)
+                if c.name in kept
+                else _c(c.name)
+                for c in dataset.columns
+            ],
+            *LINEAGE,
+            OP,
+            F.col(CARRIED).isNotNull().alias(CARRIED),
+        )
+    newest = [_c(s).desc_nulls_last() for s in sequence]
+    newest += [F.col("_ingested_at").desc(), F.col("_source_file").desc()]
+    latest = Window.partitionBy(*keys).orderBy(*newest)
+    return (
+        frame.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1").drop("__rank")
+    )
+
+
+def _drop_tombstoned(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> DataFrame:
+    """Changes no later than a delete already applied to their key are stale."""
+    sequence = _sequence(dataset)
+    if not sequence or not env.exists(spark, "ops", f"{dataset.id}__tombstones"):
+        return latest
+    tombs = spark.table(tombstone_table(env, dataset)).alias("t")
+    on = reduce(lambda a, b: a & b, [_c(k, "s") == _c(k, "t") for k in _keys(dataset)])
+    return latest.alias("s").join(tombs, on & newer_or_same(sequence, "t", "s"), "left_anti")
+
+
+def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> None:
+    from delta.tables import DeltaTable
+
+    sequence = _sequence(dataset)
+    if not sequence:
+        return
+    deletes = latest.where(F.col(OP) == DELETE).select(*_keys(dataset), *sequence)
+    table = tombstone_table(env, dataset)
+    if not env.exists(spark, "ops", f"{dataset.id}__tombstones"):
+        deletes.limit(0).write.format("delta").mode("ignore").saveAsTable(table)
+    on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in _keys(dataset)])
+    (
+        DeltaTable.forName(spark, table)
+        .alias("t")
+        .merge(deletes.alias("s"), on)
+        .whenMatchedUpdateAll(condition=newer_or_same(sequence))
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def _metrics(target) -> dict[str, int]:
+    m = target.history(1).select("operationMetrics").first()[0]
+    return {
+        "source": int(m.get("numSourceRows", 0)),
+        "inserted": int(m.get("numTargetRowsInserted", 0)),
+        "updated": int(m.get("numTargetRowsUpdated", 0)),
+        "deleted": int(m.get("numTargetRowsDeleted", 0)),
+    }
+
+
+def merge_scd1(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict[str, int]:
+    """Apply one change per key to the SCD1 silver table with one MERGE."""
+    from delta.tables import DeltaTable
+
+    from lakeline.silver import silver_table
+
+    cdc = settings(dataset)
+    sequence = _sequence(dataset)
+    latest = _drop_tombstoned(spark, env, dataset, latest)
+    target = DeltaTable.forName(spark, silver_table(env, dataset))
+    on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in _keys(dataset)])
+    newer = newer_or_same(sequence)
+    is_delete = F.col(f"s.{OP}") == DELETE
+    soft = cdc.delete_mode is DeleteMode.soft
+    lineage = {quote(c): _c(c, "s") for c in LINEAGE}
+    values = {}
+    for column in _values(dataset):
+        new = _c(column, "s")
+        if cdc.ignore_null_updates and column not in sequence:
+            new = F.when(F.col(f"s.{OP}") == UPDATE, F.coalesce(new, _c(column, "t"))).otherwise(
+                new
+            )
+        values[quote(column)] = new
+    flag = {quote(cdc.deleted_column): F.lit(False)} if soft else {}
+    merge = target.alias("t").merge(latest.alias("s"), on)
+    if soft:
+        closed = {quote(s): _c(s, "s") for s in sequence}
+        carried = F.col(f"s.{CARRIED}")
+        closed.update(
+            {
+                quote(v): F.when(carried, _c(v, "s")).otherwise(_c(v, "t"))
+                for v in _values(dataset)
+                if v not in sequence
+            }
+        )
+        merge = merge.whenMatchedUpdate(
+            condition=is_delete & newer,
+            set={**closed, **lineage, quote(cdc.deleted_column): F.lit(True)},
+        )
+    else:
+        merge = merge.whenMatchedDelete(condition=is_delete & newer)
+    merge = merge.whenMatchedUpdate(condition=~is_delete & newer, set={**values, **lineage, **flag})
+    insert = {quote(c.name): _c(c.name, "s") for c in dataset.columns}
+    if soft:  # a delete of a key silver has not seen stays as a flagged row
+        insert = {**insert, **lineage, quote(cdc.deleted_column): is_delete}
+        merge = merge.whenNotMatchedInsert(values=insert)
+    else:
+        merge = merge.whenNotMatchedInsert(condition=~is_delete, values={**insert, **lineage})
+    merge.execute()
+    counts = _metrics(target)
+    _record_tombstones(spark, env, dataset, latest)
+    return counts
+
+
+# --------------------------------------------------------------------------- SCD2
+
+
+def _timeline(
+    spark, env: Environment, dataset: Dataset, events: DataFrame
+) -> tuple[DataFrame, DataFrame]:
+    """Every version of every key the events touch, with recomputed validity; and the
+    stored rows of those keys (persisted: unpersist them after use)."""
+    from lakeline.silver import silver_table
+
+    scd = dataset.scd
+    keys = _keys(dataset)
+    names = [c.name for c in dataset.columns]
+    vf, vt, cur = scd.valid_from_column, scd.valid_to_column, scd.current_column
+    touched = events.select(*keys).distinct()
+    existing = spark.table(silver_table(env, dataset)).join(touched, keys, "left_semi")
+    existing = existing.persist()
+    # Deletes are not rows of an SCD2 table: a closed interval nobody continues is one.
+    starts = existing.select(*keys, F.col(quote(vf)).alias("__start"))
+    ends = existing.where(_c(vt).isNotNull()).select(*keys, F.col(quote(vt)).alias("__start"))
+    deleted = ends.join(starts, [*keys, "__start"], "left_anti")
+    blank = [F.lit(None).cast(f.dataType).alias(f.name) for f in existing.schema.fields]
+    by_name = {f.name: b for f, b in zip(existing.schema.fields, blank, strict=True)}
+    old_deletes = deleted.select(
+        *[_c(k) for k in keys],
+        *[by_name[n] for n in names if n not in keys],
+        *[by_name[c] for c in LINEAGE],
+        F.lit(DELETE).alias(OP),
+        F.col("__start").alias(EVENT_TIME),
+        F.lit(0).alias(_PRIORITY),
+    )
+    old_versions = existing.select(
+        *[_c(n) for n in names],
+        *LINEAGE,
+        F.lit(UPDATE).alias(OP),
+        _c(vf).alias(EVENT_TIME),
+        F.lit(0).alias(_PRIORITY),
+    )
+    new = events.select(
+        *[_c(n) for n in names], *LINEAGE, OP, EVENT_TIME, F.lit(1).alias(_PRIORITY)
+    )
+    timeline = new.unionByName(old_versions).unionByName(old_deletes.select(*new.columns))
+    # One event per key and event time: the new one over the stored, then the latest.
+    order = [F.col(_PRIORITY).desc()]
+    order += [_c(s).desc_nulls_last() for s in _sequence(dataset)]
+    order += [F.col("_ingested_at").desc_nulls_last(), F.col("_source_file").desc_nulls_last()]
+    same = Window.partitionBy(*[_c(k) for k in keys], F.col(EVENT_TIME)).orderBy(*order)
+    timeline = timeline.withColumn("__rank", F.row_number().over(same)).where("__rank = 1")
+    following = Window.partitionBy(*[_c(k) for k in keys]).orderBy(F.col(EVENT_TIME))
+    timeline = timeline.withColumn("__next", F.lead(EVENT_TIME).over(following))
+    versions = timeline.where(F.col(OP) != DELETE).select(
+        *[_c(n) for n in names],
+        *LINEAGE,
+        F.col(EVENT_TIME).alias(vf),
+        F.col("__next").alias(vt),
+        F.col("__next").isNull().alias(cur),
+    )
+    return versions, existing
+
+
+def merge_scd2(spark, env: Environment, dataset: Dataset, events: DataFrame) -> dict[str, int]:
+    """Apply change events (``__op``, ``__event_time``) to the SCD2 silver table."""
+    from delta.tables import DeltaTable
+
+    from lakeline.silver import silver_table
+
+    scd = dataset.scd
+    versions, existing = _timeline(spark, env, dataset, events)
+    target = DeltaTable.forName(spark, silver_table(env, dataset))
+    match = [*_keys(dataset), scd.valid_from_column]
+    on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in match])
+    compared = [c.name for c in dataset.columns] + [scd.valid_to_column, scd.current_column]
+    changed = reduce(lambda a, b: a | b, [~_c(c, "t").eqNullSafe(_c(c, "s")) for c in compared])
+    try:
+        (
+            target.alias("t")
+            .merge(versions.alias("s"), on)
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    finally:
+        existing.unpersist()
+    return _metrics(target)
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def snapshot_changes(spark, env: Environment, dataset: Dataset, snapshot: DataFrame) -> DataFrame:
+    """Inserts, updates and deletes that turn the current silver state into ``snapshot``.
+
+    ``snapshot`` has the typed columns, the lineage and ``__event_time``; unchanged keys
+    produce nothing.
+    """
+    from lakeline.silver import silver_table
+
+    keys = _keys(dataset)
+    values = _values(dataset)
+    current = spark.table(silver_table(env, dataset))
+    if dataset.scd.type == 2:
+        current = current.where(_c(dataset.scd.current_column))
+    elif dataset.cdc is not None and dataset.cdc.delete_mode is DeleteMode.soft:
+        current = current.where(~F.coalesce(_c(dataset.cdc.deleted_column), F.lit(False)))
+    when = snapshot.agg(F.max(EVENT_TIME)).first()[0]
+    s, t = snapshot.alias("s"), current.select(*[_c(c.name) for c in dataset.columns]).alias("t")
+    on = reduce(lambda a, b: a & b, [_c(k, "s") == _c(k, "t") for k in keys])
+    joined = s.join(t, on, "full_outer")
+    in_snapshot = _c(keys[0], "s").isNotNull()
+    in_silver = _c(keys[0], "t").isNotNull()
+    differs = reduce(
+        lambda a, b: a | b, [~_c(v, "s").eqNullSafe(_c(v, "t")) for v in values], F.lit(False)
+    )
+    op = (
+        F.when(in_snapshot & ~in_silver, F.lit(INSERT))
+        .when(in_snapshot & in_silver & differs, F.lit(UPDATE))
+        .when(~in_snapshot & in_silver, F.lit(DELETE))
+    )
+    return joined.select(
+        *[F.coalesce(_c(k, "s"), _c(k, "t")).alias(k) for k in keys],
+        *[_c(v, "s").alias(v) for v in values],
+        _c("_source_file", "s").alias("_source_file"),
+        F.coalesce(_c("_ingested_at", "s"), F.lit(when)).alias("_ingested_at"),
+        op.alias(OP),
+        F.lit(when).alias(EVENT_TIME),
+    ).where(F.col(OP).isNotNull())
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def process_batch(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    batch: DataFrame,
+    batch_id: int,
+    run_id: str,
+    rules: RuleSet | None = None,
+    quality_report: dict | None = None,
+) -> dict[str, int]:
+    """Check, quarantine and apply one bronze batch of changes (or snapshots); its counts.
+
+    Reconciles: rows read = quarantined + applied + duplicates (changes superseded within
+    the batch, or snapshot rows with an unchanged or repeated key).
+    """
+    rules = rules or RuleSet.of(dataset)
+    report = quality_report if quality_report is not None else {}
+    checked, good, total, bad, keys = _check(
+        spark, env, dataset, batch, batch_id, run_id, rules, report
+    )
+    try:
+        if total == 0:
+            return Counts().as_dict()
+        valid = total - bad
+        if dataset.load.type is LoadType.snapshot:
+            counts = _apply_snapshots(spark, env, dataset, good)
+            applied = valid
+        elif dataset.scd.type == 2:
+            events = good.withColumn(EVENT_TIME, _c(_sequence(dataset)[0]))
+            counts = merge_scd2(spark, env, dataset, events)
+            applied = events.select(*_keys(dataset), EVENT_TIME).distinct().count()
+        else:
+            latest = latest_change_per_key(good, dataset)
+            counts = merge_scd1(spark, env, dataset, latest)
+            applied = keys  # one change per key
+        result = Counts(
+            read=total,
+            quarantined=bad,
+            duplicates=valid - applied,
+            merged=applied,
+            inserted=counts["inserted"],
+            updated=counts["updated"],
+            deleted=counts["deleted"],
+        )
+        if result.duplicates < 0:
+            raise ReconciliationError(
+                f"dataset '{dataset.id}' batch {batch_id}: {total} rows read but {applied} "
+                f"applied and {bad} quarantined"
+            )
+        return result.as_dict()
+    finally:
+        checked.unpersist()
+
+
+def _apply_snapshots(spark, env: Environment, dataset: Dataset, good: DataFrame) -> dict[str, int]:
+    """Each bronze run in the batch is one snapshot; apply them oldest first."""
+    runs = (
+        good.groupBy("_run_id")
+        .agg(F.min("_ingested_at").alias("at"))
+        .orderBy("at", "_run_id")
+        .collect()
+        if "_run_id" in good.columns
+        else [None]
+    )
+    totals = {"inserted": 0, "updated": 0, "deleted": 0, "source": 0}
+    for run in runs:
+        rows = good if run is None else good.where(F.col("_run_id") == F.lit(run["_run_id"]))
+        at = rows.agg(F.min("_ingested_at")).first()[0]
+        order = [F.col("_ingested_at").desc(), F.col("_source_file").desc()]
+        one = Window.partitionBy(*[_c(k) for k in _keys(dataset)]).orderBy(*order)
+        rows = rows.withColumn("__rank", F.row_number().over(one)).where("__rank = 1")
+        rows = rows.withColumn(EVENT_TIME, F.lit(at))
+        changes = snapshot_changes(spark, env, dataset, rows).persist()
+        try:
+            if dataset.scd.type == 2:
+                counts = merge_scd2(spark, env, dataset, changes)
+            else:
+                counts = merge_scd1(spark, env, dataset, changes)
+        finally:
+            changes.unpersist()
+        for key in totals:
+            totals[key] += counts[key]
+    return totals

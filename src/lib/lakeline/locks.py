@@ -1,0 +1,178 @@
+"""One run at a time per dataset and layer: a lock row in ``ops.locks``, taken atomically.
+
+Taking the lock is a Delta MERGE of the row ``(name, run_id, host, pid, acquired_at)``
+into the lock table, partitioned by name. Two runs that race both MERGE into the same
+partition; Delta's optimistic concurrency lets exactly one commit and the other gets a
+conflict, re-reads the row and sees the holder. The same mechanism works on a laptop and
+in a workspace, with no lock service.
+
+A lock whose holder is dead is taken over: on the same host when its process no longer
+exists (a run killed with SIGKILL), anywhere after ``stale_after`` seconds. The run that
+does not get the lock waits up to ``wait_seconds`` and then fails with a
+``ConcurrentRunError`` naming the holder; nothing has been written by then.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeline.environment import Environment
+from lakeline.errors import LakelineError
+
+LOCK_TABLE = "locks"
+STALE_AFTER = 6 * 3600.0
+
+_SCHEMA = T.StructType(
+    [
+        T.StructField("name", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("host", T.StringType(), False),
+        T.StructField("pid", T.LongType(), False),
+        T.StructField("acquired_at", T.TimestampType(), False),
+    ]
+)
+
+
+class ConcurrentRunError(LakelineError):
+    """Another run holds the dataset's lock."""
+
+
+def ensure_lock_table(spark, env: Environment) -> str:
+    name = env.table("ops", LOCK_TABLE)
+    if not env.exists(spark, "ops", LOCK_TABLE):
+        try:
+            spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {name} (name STRING NOT NULL, run_id STRING NOT NULL, "
+                "host STRING NOT NULL, pid BIGINT NOT NULL, acquired_at TIMESTAMP NOT NULL) "
+                "USING DELTA PARTITIONED BY (name) "
+                "COMMENT 'lakeline: which run is working on which dataset and layer'"
+            )
+        except Exception:  # created by a concurrent task meanwhile
+            if not env.exists(spark, "ops", LOCK_TABLE):
+                raise
+    return name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _alive(host: str, pid: int, acquired_at: datetime, stale_after: float) -> bool:
+    if (_now() - acquired_at).total_seconds() > stale_after:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(spark, env: Environment, name: str):
+    rows = spark.table(env.table("ops", LOCK_TABLE)).where(F.col("name") == F.lit(name)).collect()
+    return rows[0] if rows else None
+
+
+def _conflict(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return "Concurrent" in text or "DELTA_CONCURRENT" in text
+
+
+def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: float = STALE_AFTER):
+    """Take the lock ``name`` for ``run_id``; None when taken, else the holder's row."""
+    from delta.tables import DeltaTable
+
+    ensure_lock_table(spark, env)
+    me = (socket.gethostname(), os.getpid())
+    for _ in range(5):
+        held = _holder(spark, env, name)
+        other = held is not None and (held.run_id, held.host, held.pid) != (run_id, *me)
+        if other and _alive(held.host, held.pid, held.acquired_at, stale_after):
+            return held
+        row = spark.createDataFrame([(name, run_id, *me, _now())], _SCHEMA)
+        # Replace only the holder just seen (a dead one, or ourselves): a compare-and-swap.
+        seen = F.lit(held.run_id if held is not None else "")
+        # The literal partition predicate keeps other locks out of the conflict check.
+        on = (F.col("t.name") == F.lit(name)) & (F.col("t.name") == F.col("s.name"))
+        try:
+            (
+                DeltaTable.forName(spark, env.table("ops", LOCK_TABLE))
+                .alias("t")
+                .merge(row.alias("s"), on)
+                .whenMatchedUpdateAll(condition=F.col("t.run_id") == seen)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        except Exception as exc:
+            if not _conflict(exc):
+                raise
+            continue  # another run committed first: look again
+        held = _holder(spark, env, name)
+        if held is not None and (held.run_id, held.host, held.pid) == (run_id, *me):
+            return None
+        if held is not None:
+            return held
+    held = _holder(spark, env, name)
+    if held is not None and (held.run_id, held.host, held.pid) == (run_id, *me):
+        return None
+    if held is None:
+        raise ConcurrentRunError(
+            f"lock '{name}': run {run_id} met a concurrent change of the lock table five "
+            "times in a row; nothing was written, run again"
+        )
+    return held
+
+
+def release(spark, env: Environment, name: str, run_id: str) -> None:
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forName(spark, env.table("ops", LOCK_TABLE))
+    for _ in range(5):
+        try:
+            table.delete((F.col("name") == F.lit(name)) & (F.col("run_id") == F.lit(run_id)))
+            return
+        except Exception as exc:
+            if not _conflict(exc):
+                raise
+
+
+@contextmanager
+def hold(
+    spark,
+    env: Environment,
+    dataset: str,
+    layer: str,
+    run_id: str,
+    wait_seconds: float = 0.0,
+    poll_seconds: float = 2.0,
+) -> Iterator[None]:
+    """Run the block holding the lock of ``dataset``'s ``layer``; see the module docstring."""
+    name = f"{dataset}/{layer}"
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        held = try_acquire(spark, env, name, run_id)
+        if held is None:
+            break
+        if time.monotonic() >= deadline:
+            raise ConcurrentRunError(
+                f"dataset '{dataset}', {layer}: run {held.run_id} (host {held.host}, process "
+                f"{held.pid}, since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC) is already "
+                f"working on it; this run {run_id} wrote nothing. Wait for it to finish and run "
+                f"again; if that run is dead, delete its row from {env.table('ops', LOCK_TABLE)}."
+            )
+        time.sleep(poll_seconds)
+    try:
+        yield
+    finally:
+        release(spark, env, name, run_id)

@@ -1,0 +1,220 @@
+"""Replay: move quarantined rows that now pass their rules into silver, exactly once.
+
+Once the cause of a quarantine is fixed (a rule relaxed in the contract, a type widened,
+a reference data set loaded), ``lakeline quarantine-replay <dataset>`` re-evaluates the
+dataset's quarantined rows with its current rules. It works in three recorded steps, so a
+replay that stops half way is finished by the next one and never applies a row twice:
+
+1. **claim**: one MERGE on the quarantine table stamps the rows that now pass with this
+   replay's id (``replay_run_id``); rows still failing are left as they are;
+2. **apply**: the claimed rows, deduplicated by key, are MERGEd into silver like any
+   batch (a row older than silver's version of its key does not replace it); the silver
+   commit carries the replay id in its commit metadata;
+3. **finish**: one UPDATE sets ``replayed_at`` on the claimed rows.
+
+A replay first finishes any claim left unfinished (apply it unless silver's history has
+its id, then finish). A row with ``replayed_at`` set is never looked at again; quarantined
+rows are kept, marked, for audit.
+
+Do not run a replay of a dataset while its silver step runs: both write the quarantine
+table, and Delta rejects the second writer (re-run the replay; it recovers).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeline import quality, silver
+from lakeline.bronze import bronze_table
+from lakeline.environment import Environment
+from lakeline.errors import DataError, ReconciliationError
+from lakeline.identifiers import quote
+from lakeline.metadata import Dataset
+from lakeline.quality import QUARANTINED, RANK, RAW, RuleSet
+from lakeline.runlog import StepResult
+
+MARKER = "lakeline"
+_ID = "_quarantine_id"
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@dataclass
+class ReplayCounts:
+    """What one replay did; ``pending`` = ``replayed`` + ``still_quarantined``."""
+
+    pending: int = 0
+    replayed: int = 0
+    still_quarantined: int = 0
+    recovered: int = 0
+    merged: int = 0
+    duplicates: int = 0
+    inserted: int = 0
+    updated: int = 0
+    stale: int = 0
+
+
+def _rows_as_bronze(spark, env: Environment, dataset: Dataset, quarantined: DataFrame):
+    """Quarantined rows turned back into bronze-shaped rows (the raw record, its lineage)."""
+    if not env.exists(spark, "bronze", dataset.id):
+        raise DataError(f"dataset '{dataset.id}': no bronze table, so no record schema to replay")
+    bronze = spark.table(bronze_table(env, dataset)).schema
+    record = F.from_json(
+        F.col("record"),
+        T.StructType([f for f in bronze.fields if not f.name.startswith("_")]),
+    )
+    return quarantined.select(
+        record.alias("__record"),
+        F.col("run_id").alias("_run_id"),
+        F.col("source_file").alias("_source_file"),
+        F.col("ingested_at").alias("_ingested_at"),
+        F.col("quarantine_id").alias(_ID),
+    ).select("__record.*", "_run_id", "_source_file", "_ingested_at", _ID)
+
+
+def _silver_has(spark, env: Environment, dataset: Dataset, token: str) -> bool:
+    table = silver.silver_table(env, dataset)
+    rows = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 20").select("userMetadata").collect()
+    for (meta,) in rows:
+        try:
+            parsed = json.loads(meta) if meta else {}
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and parsed.get(MARKER, {}).get("replay") == token:
+            return True
+    return False
+
+
+def _apply(spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str, counts) -> None:
+    """Merge the rows claimed by ``token`` into silver, unless that already happened."""
+    claimed = spark.table(silver.quarantine_table(env, dataset)).where(
+        (F.col("replay_run_id") == F.lit(token)) & F.col("replayed_at").isNull()
+    )
+    if _silver_has(spark, env, dataset, token):
+        return
+    checked = rules.evaluate(_rows_as_bronze(spark, env, dataset, claimed)).persist()
+    try:
+        total = checked.count()
+        if total == 0:
+            return
+        latest = checked.where(~F.col(QUARANTINED) & (F.col(RANK) == 1)).select(
+            *[F.col(quote(c.name)) for c in dataset.columns], *silver.LINEAGE
+        )
+        previous = spark.conf.get(_USER_METADATA, None)
+        spark.conf.set(_USER_METADATA, json.dumps({MARKER: {"replay": token}}))
+        try:
+            merged = silver._merge(spark, env, dataset, latest)
+        finally:
+            if previous is None:
+                spark.conf.unset(_USER_METADATA)
+            else:
+                spark.conf.set(_USER_METADATA, previous)
+        counts.merged += merged["source"]
+        counts.duplicates += total - merged["source"]
+        counts.inserted += merged["inserted"]
+        counts.updated += merged["updated"]
+        counts.stale += merged["source"] - merged["inserted"] - merged["updated"]
+    finally:
+        checked.unpersist()
+
+
+def _finish(spark, env: Environment, dataset: Dataset, token: str) -> int:
+    from delta.tables import DeltaTable
+
+    name = silver.quarantine_table(env, dataset)
+    claimed = (F.col("replay_run_id") == F.lit(token)) & F.col("replayed_at").isNull()
+    count = spark.table(name).where(claimed).count()
+    if count:
+        DeltaTable.forName(spark, name).update(
+            condition=claimed, set={"replayed_at": F.current_timestamp()}
+        )
+    return count
+
+
+def replay(
+    spark, env: Environment, dataset: Dataset, run_id: str, result: StepResult | None = None
+) -> ReplayCounts:
+    """Re-evaluate the dataset's quarantined rows and move those that now pass into silver.
+
+    Raises QualityError (nothing claimed, nothing written) if a ``fail`` rule fails on the
+    quarantined rows, and ReconciliationError if the rows do not add up.
+    """
+    from delta.tables import DeltaTable
+
+    result = result or StepResult(dataset.id, "replay")
+    rules = RuleSet.of(dataset)
+    silver.ensure_tables(spark, env, dataset)
+    silver.check_schema(spark, env, dataset, result)
+    counts = ReplayCounts()
+    name = silver.quarantine_table(env, dataset)
+
+    # 0. finish what an interrupted replay claimed
+    unfinished = (
+        spark.table(name)
+        .where(F.col("replay_run_id").isNotNull() & F.col("replayed_at").isNull())
+        .select("replay_run_id")
+        .distinct()
+        .collect()
+    )
+    for (token,) in unfinished:
+        _apply(spark, env, dataset, rules, token, counts)
+        counts.recovered += _finish(spark, env, dataset, token)
+
+    # 1. evaluate what is still quarantined
+    pending = spark.table(name).where(
+        F.col("replay_run_id").isNull() & F.col("replayed_at").isNull()
+    )
+    checked = rules.evaluate(_rows_as_bronze(spark, env, dataset, pending)).persist()
+    try:
+        measures = rules.measure(spark, env, checked)
+        counts.pending = measures.total
+        counts.still_quarantined = measures.quarantined
+        if counts.pending == 0:
+            result.details.update(asdict(counts))
+            return counts
+        quality.record_metrics(spark, env, dataset, run_id, None, measures)
+        result.details["failed_rules"] = measures.failed_rule_counts()
+        measures.raise_on_fail(dataset.id, " (replay of quarantined rows)")
+        passing = (
+            checked.where(~F.col(QUARANTINED))
+            .select(F.col(RAW).getField(_ID).alias("quarantine_id"))
+            .distinct()
+        )
+        if counts.pending == counts.still_quarantined:  # nothing passes: write nothing
+            result.details.update(asdict(counts))
+            return counts
+        # 2. claim
+        (
+            DeltaTable.forName(spark, name)
+            .alias("t")
+            .merge(
+                passing.alias("s"),
+                "t.quarantine_id = s.quarantine_id AND t.replay_run_id IS NULL "
+                "AND t.replayed_at IS NULL",
+            )
+            .whenMatchedUpdate(set={"replay_run_id": F.lit(run_id)})
+            .execute()
+        )
+    finally:
+        checked.unpersist()
+    # 3. apply, 4. finish
+    _apply(spark, env, dataset, rules, run_id, counts)
+    counts.replayed = _finish(spark, env, dataset, run_id)
+    result.rows_read = counts.pending
+    result.rows_written = counts.inserted + counts.updated
+    result.details.update(asdict(counts))
+    if counts.pending != counts.replayed + counts.still_quarantined:
+        raise ReconciliationError(
+            f"dataset '{dataset.id}': replay of {counts.pending} quarantined rows moved "
+            f"{counts.replayed} and kept {counts.still_quarantined}"
+        )
+    return counts
+
+
+def replay_token() -> str:
+    return "replay-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")

@@ -1,0 +1,61 @@
+"""The cdc, scd and schema_evolution blocks of a dataset: what the metadata accepts."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from lakeline.metadata import Dataset
+
+BASE = {
+    "id": "customers",
+    "owner": "crm",
+    "source": {"format": "csv", "path": "crm/customers"},
+    "columns": [
+        {"name": "id", "type": "bigint"},
+        {"name": "city", "type": "string"},
+        {"name": "changed_at", "type": "timestamp"},
+    ],
+    "primary_key": ["id"],
+}
+CDC = {"operation_column": "op", "sequence_by": ["changed_at"]}
+
+
+def test_a_cdc_dataset_with_scd2_gets_validity_columns_typed_like_the_sequence():
+    ds = Dataset.model_validate({**BASE, "load": {"type": "cdc"}, "cdc": CDC, "scd": {"type": 2}})
+    assert ds.added_silver_columns() == {
+        "_valid_from": "timestamp",
+        "_valid_to": "timestamp",
+        "_is_current": "boolean",
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"load": {"type": "cdc"}}, "a cdc load needs the operation column"),
+        ({"load": {"type": "cdc"}, "cdc": {"operation_column": "op"}}, "at least one sequence"),
+        ({"cdc": CDC}, "only applies to load types cdc and snapshot"),
+        ({"scd": {"type": 2}}, "SCD type 2 needs load type cdc or snapshot"),
+        (
+            {"load": {"type": "cdc"}, "cdc": {**CDC, "sequence_by": ["lsn"]}},
+            "'lsn' is not a column",
+        ),
+        (
+            {"load": {"type": "cdc"}, "cdc": {**CDC, "operation_column": "city"}},
+            "cannot reach silver",
+        ),
+        (
+            {"load": {"type": "snapshot"}, "scd": {"type": 2, "valid_from_column": "city"}},
+            "'city' clashes with a column",
+        ),
+        (
+            {"load": {"type": "cdc"}, "cdc": {**CDC, "delete_mode": "soft"}, "scd": {"type": 2}},
+            "soft deletes are for SCD1",
+        ),
+        ({"schema_evolution": "addNewColumn"}, "addNewColumns"),
+    ],
+)
+def test_problems_name_the_field(extra, message):
+    with pytest.raises(ValidationError, match=message):
+        Dataset.model_validate({**BASE, **extra})

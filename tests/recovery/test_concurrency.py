@@ -1,0 +1,71 @@
+"""Two runs of one dataset at once: one gets the lock, the other fails clearly, untouched."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from lakeline import locks
+from lakeline.pipeline import Request, run_sync, run_transform
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cdc"
+
+
+def test_racing_runs_get_the_lock_exactly_once(spark, env):
+    got: dict[str, object] = {}
+    barrier = threading.Barrier(2)
+
+    def take(run_id: str) -> None:
+        barrier.wait()
+        got[run_id] = locks.try_acquire(spark, env, "customers/silver", run_id)
+
+    threads = [threading.Thread(target=take, args=(f"run{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [run for run, held in got.items() if held is None]
+    assert len(winners) == 1
+    loser = next(run for run in got if run not in winners)
+    assert got[loser].run_id == winners[0]
+
+
+def test_a_lock_of_a_dead_process_is_taken_over(spark, env):
+    locks.ensure_lock_table(spark, env)
+    import socket
+    from datetime import datetime
+
+    spark.createDataFrame(
+        [("customers/silver", "killed", socket.gethostname(), 2**22 + 12345, datetime.now())],
+        locks._SCHEMA,
+    ).write.format("delta").mode("append").saveAsTable(env.table("ops", locks.LOCK_TABLE))
+    assert locks.try_acquire(spark, env, "customers/silver", "rerun") is None
+
+
+def test_second_run_fails_with_a_clear_message_and_writes_nothing(spark, env, tmp_path):
+    folder = tmp_path / "metadata" / "datasets"
+    folder.mkdir(parents=True)
+    shutil.copy(FIXTURES / "customers.yml", folder / "customers_cdc.yml")
+
+    def request(run_id: str) -> Request:
+        return Request(
+            catalog=env.catalog,
+            landing_root=env.landing_root,
+            checkpoint_root=env.checkpoint_root,
+            run_id=run_id,
+            metadata_dir=str(folder.parent),
+            dataset="customers_cdc",
+            layer="silver",
+        )
+
+    run_sync(spark, request("first"))
+    with locks.hold(spark, env, "customers_cdc", "silver", "first"):
+        with pytest.raises(locks.ConcurrentRunError, match="run first .* is already working"):
+            run_transform(spark, request("second"))
+        assert not env.exists(spark, "silver", "customers_cdc")
+    run_transform(spark, request("second"))  # once released, the next run goes ahead
+    assert env.exists(spark, "silver", "customers_cdc")
+    assert spark.table(env.table("ops", locks.LOCK_TABLE)).count() == 0  # released
