@@ -29,7 +29,6 @@ the quality rules are quarantined with reasons, like any silver row.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import reduce
 
@@ -203,25 +202,9 @@ def _check(
     ).first()
     if bad:
         source_columns = [c for c in batch.columns if not c.startswith("_")]
-        record = F.struct(*[F.col(RAW).getField(c).alias(c) for c in source_columns])
-        rejects = checked.where(F.col(_BAD)).select(
-            F.to_json(record).alias("record"),
-            F.col(REASONS).alias("reasons"),
-            F.lit(run_id).alias("run_id"),
-            F.col("_source_file").alias("source_file"),
-            F.col("_ingested_at").alias("ingested_at"),
-            F.current_timestamp().alias("quarantined_at"),
-            F.col(FAILED_RULES).alias("failed_rules"),
-            F.expr("uuid()").alias("quarantine_id"),
-            F.lit(None).cast("string").alias("replay_run_id"),
-            F.lit(None).cast("timestamp").alias("replayed_at"),
+        silver.write_quarantine(
+            spark, env, dataset, checked, _BAD, source_columns, run_id, batch_id
         )
-        marker = json.dumps({silver.QUARANTINE_MARKER: {"batch": batch_id}})
-        table = silver.quarantine_table(env, dataset)
-        if not silver._already_written(spark, table, marker):
-            rejects.write.format("delta").mode("append").option("userMetadata", marker).saveAsTable(
-                table
-            )
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
     good = checked.where(~F.col(_BAD)).drop(RAW, REASONS, FAILED_RULES, _BAD)
     return checked, good, total, bad, keys

@@ -225,25 +225,9 @@ def process_batch(
             measures.raise_on_fail(dataset.id, f" batch {batch_id}")
         source_columns = [c for c in batch.columns if not c.startswith("_")]
         if bad:
-            record = F.struct(*[F.col(RAW).getField(c).alias(c) for c in source_columns])
-            rejects = checked.where(F.col(QUARANTINED)).select(
-                F.to_json(record).alias("record"),
-                F.col(REASONS).alias("reasons"),
-                F.lit(run_id).alias("run_id"),
-                F.col("_source_file").alias("source_file"),
-                F.col("_ingested_at").alias("ingested_at"),
-                F.current_timestamp().alias("quarantined_at"),
-                F.col(FAILED_RULES).alias("failed_rules"),
-                F.expr("uuid()").alias("quarantine_id"),
-                F.lit(None).cast("string").alias("replay_run_id"),
-                F.lit(None).cast("timestamp").alias("replayed_at"),
+            write_quarantine(
+                spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
             )
-            marker = json.dumps({QUARANTINE_MARKER: {"batch": batch_id}})
-            quarantine = quarantine_table(env, dataset)
-            if not _already_written(spark, quarantine, marker):
-                rejects.write.format("delta").mode("append").option(
-                    "userMetadata", marker
-                ).saveAsTable(quarantine)
         latest = checked.where(~F.col(QUARANTINED) & (F.col(RANK) == 1)).select(
             *[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE
         )
@@ -266,6 +250,42 @@ def process_batch(
         return counts
     finally:
         checked.unpersist()
+
+
+def write_quarantine(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    checked: DataFrame,
+    flag: str,
+    source_columns: list[str],
+    run_id: str,
+    batch_id: int,
+) -> None:
+    """Append the rows of ``checked`` flagged by the column ``flag`` to the quarantine table.
+
+    The raw record, every reason and rule name, lineage and a row id; written once per
+    micro-batch (a batch replayed after a crash finds its commit marker and is skipped).
+    """
+    record = F.struct(*[F.col(RAW).getField(c).alias(c) for c in source_columns])
+    rejects = checked.where(F.col(flag)).select(
+        F.to_json(record).alias("record"),
+        F.col(REASONS).alias("reasons"),
+        F.lit(run_id).alias("run_id"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_ingested_at").alias("ingested_at"),
+        F.current_timestamp().alias("quarantined_at"),
+        F.col(FAILED_RULES).alias("failed_rules"),
+        F.expr("uuid()").alias("quarantine_id"),
+        F.lit(None).cast("string").alias("replay_run_id"),
+        F.lit(None).cast("timestamp").alias("replayed_at"),
+    )
+    marker = json.dumps({QUARANTINE_MARKER: {"batch": batch_id}})
+    table = quarantine_table(env, dataset)
+    if not _already_written(spark, table, marker):
+        rejects.write.format("delta").mode("append").option("userMetadata", marker).saveAsTable(
+            table
+        )
 
 
 def _already_written(spark, table: str, marker: str) -> bool:
