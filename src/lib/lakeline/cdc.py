@@ -48,7 +48,7 @@ INSERT, UPDATE, DELETE = "insert", "update", "delete"
 LINEAGE = ("_source_file", "_ingested_at")
 _PRIORITY = "__priority"
 CARRIED = "__carried"
-_BAD = "__bad"
+BAD = "__bad"
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ def settings(dataset: Dataset) -> Cdc:
 def handles(dataset: Dataset) -> bool:
     """Whether silver for this dataset is kept by this module rather than the plain upsert."""
     return dataset.load.type in (LoadType.cdc, LoadType.snapshot) or dataset.scd.type == 2
+
+
+def keeps_tombstones(dataset: Dataset) -> bool:
+    """Whether applying a batch ends with a tombstone MERGE (SCD1 ordered by a sequence)."""
+    return dataset.scd.type != 2 and bool(_sequence(dataset))
 
 
 def tombstone_table(env: Environment, dataset: Dataset) -> str:
@@ -127,25 +132,20 @@ def operation(dataset: Dataset, raw: F.Column) -> F.Column:
 # --------------------------------------------------------------------------- checking
 
 
-def _check(
-    spark,
-    env: Environment,
-    dataset: Dataset,
-    batch: DataFrame,
-    batch_id: int,
-    run_id: str,
-    rules: RuleSet,
-    report: dict,
-) -> tuple[DataFrame, DataFrame, int, int, int]:
-    """The checked batch (persisted: unpersist it), its valid changes (typed columns,
-    lineage, ``_run_id``, ``__op``), and the counts read, quarantined and distinct valid keys.
+def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFrame, DataFrame]:
+    """A batch of changes checked as a change feed, without writing anything.
+
+    Returns every row with its raw record (``__raw``), typed columns, lineage, ``_run_id``,
+    ``__op``, ``_reasons``, ``_failed_rules`` and ``__bad`` (true = quarantine it); and the
+    non-delete rows as ``RuleSet.evaluate`` returns them, for ``RuleSet.measure``.
 
     Deletes are checked for their key and sequence only (a delete usually carries nothing
-    else); other changes by every quality rule. Rejects go to quarantine with reasons.
+    else); other changes by every quality rule. An unknown operation and a missing
+    sequence are reasons too.
     """
-    from lakeline import silver
-
     sequence = _sequence(dataset)
+    if "_run_id" not in batch.columns:
+        batch = batch.withColumn("_run_id", F.lit(None).cast("string"))
     if dataset.load.type is LoadType.cdc:
         source_op = settings(dataset).operation_column or ""
         framed = batch.withColumn(OP, operation(dataset, batch[quote(source_op)]))
@@ -176,14 +176,31 @@ def _check(
             op.alias(OP),
             reasons.alias(REASONS),
             FAILED_RULES,
-            (F.col(QUARANTINED) | (F.size(reasons) > 0)).alias(_BAD),
+            (F.col(QUARANTINED) | (F.size(reasons) > 0)).alias(BAD),
         )
 
-    if "_run_id" not in batch.columns:
-        framed = framed.withColumn("_run_id", F.lit(None).cast("string"))
-        upserts = rules.evaluate(framed.where(~is_delete))
-        deletes = delete_rules.evaluate(framed.where(is_delete))
-    checked = shaped(upserts).unionByName(shaped(deletes)).persist()
+    return shaped(upserts).unionByName(shaped(deletes)), upserts
+
+
+def _check(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    batch: DataFrame,
+    batch_id: int,
+    run_id: str,
+    rules: RuleSet,
+    report: dict,
+) -> tuple[DataFrame, DataFrame, int, int, int]:
+    """The checked batch (persisted: unpersist it), its valid changes (typed columns,
+    lineage, ``_run_id``, ``__op``), and the counts read, quarantined and distinct valid keys.
+
+    Checked by ``classify``; rejects go to quarantine with reasons.
+    """
+    from lakeline import silver
+
+    checked, upserts = classify(dataset, batch, rules)
+    checked = checked.persist()
     measures = rules.measure(spark, env, upserts)
     stopping = measures.failures(quality.Action.fail)
     if stopping:
@@ -197,16 +214,14 @@ def _check(
     key = F.struct(*[_c(k) for k in _keys(dataset)])
     total, bad, keys = checked.agg(
         F.count(F.lit(1)),
-        F.count(F.when(F.col(_BAD), 1)),
-        F.count_distinct(F.when(~F.col(_BAD), key)),
+        F.count(F.when(F.col(BAD), 1)),
+        F.count_distinct(F.when(~F.col(BAD), key)),
     ).first()
     if bad:
         source_columns = [c for c in batch.columns if not c.startswith("_")]
-        silver.write_quarantine(
-            spark, env, dataset, checked, _BAD, source_columns, run_id, batch_id
-        )
+        silver.write_quarantine(spark, env, dataset, checked, BAD, source_columns, run_id, batch_id)
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-    good = checked.where(~F.col(_BAD)).drop(RAW, REASONS, FAILED_RULES, _BAD)
+    good = checked.where(~F.col(BAD)).drop(RAW, REASONS, FAILED_RULES, BAD)
     return checked, good, total, bad, keys
 
 

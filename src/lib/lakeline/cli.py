@@ -110,8 +110,9 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     print(
         f"replay {run_id} of '{args.dataset}': {counts.pending} quarantined row(s) re-checked, "
         f"{counts.replayed} moved to silver ({counts.inserted} inserted, {counts.updated} "
-        f"updated, {counts.stale} older than silver), {counts.still_quarantined} still "
-        "quarantined"
+        f"updated, {counts.deleted} deleted, {counts.stale} older than silver), "
+        f"{counts.still_quarantined} still quarantined"
+        + (f", {counts.requarantined} quarantined again" if counts.requarantined else "")
         + (f"; {counts.recovered} finished from an earlier replay" if counts.recovered else "")
     )
     return 0

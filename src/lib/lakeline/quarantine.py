@@ -12,9 +12,18 @@ replay that stops half way is finished by the next one and never applies a row t
    commit carries the replay id in its commit metadata;
 3. **finish**: one UPDATE sets ``replayed_at`` on the claimed rows.
 
+A change feed (load type ``cdc``, SCD1 or SCD2) is re-checked and applied by ``cdc.py``
+exactly as a bronze batch is: a replayed delete deletes (hard or soft), SCD2 history is
+split where the replayed change falls, a change no later than a key's tombstone is
+stale, and a claimed row that fails again is quarantined anew (its old row is finished).
+An SCD1 apply MERGEs silver, then records the deletes' tombstones; if it stopped in
+between, the next replay finds the replay id in silver and records the missing tombstones.
+Quarantined rows of a snapshot load are not replayed: a snapshot is every row at one
+moment, and a part of it would delete the rest.
+
 A replay first finishes any claim left unfinished (apply it unless silver's history has
-its id, then finish). A row with ``replayed_at`` set is never looked at again; quarantined
-rows are kept, marked, for audit.
+its id, then finish). A row with ``replayed_at`` set is never looked at again;
+quarantined rows are kept, marked, for audit.
 
 Do not run a replay of a dataset while its silver step runs: both write the quarantine
 table, and Delta rejects the second writer (re-run the replay; it recovers).
@@ -22,6 +31,7 @@ table, and Delta rejects the second writer (re-run the replay; it recovers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,13 +40,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeline import quality, silver
+from lakeline import cdc, quality, silver
 from lakeline.bronze import bronze_table
 from lakeline.environment import Environment
 from lakeline.errors import DataError, ReconciliationError
 from lakeline.identifiers import quote
-from lakeline.metadata import Dataset
-from lakeline.quality import QUARANTINED, RANK, RAW, RuleSet
+from lakeline.metadata import Dataset, LoadType
+from lakeline.quality import FAILED_RULES, QUARANTINED, RANK, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
 
 MARKER = "lakeline"
@@ -56,7 +66,9 @@ class ReplayCounts:
     duplicates: int = 0
     inserted: int = 0
     updated: int = 0
+    deleted: int = 0
     stale: int = 0
+    requarantined: int = 0
 
 
 def _rows_as_bronze(spark, env: Environment, dataset: Dataset, quarantined: DataFrame):
@@ -77,8 +89,8 @@ def _rows_as_bronze(spark, env: Environment, dataset: Dataset, quarantined: Data
     ).select("__record.*", "_run_id", "_source_file", "_ingested_at", _ID)
 
 
-def _silver_has(spark, env: Environment, dataset: Dataset, token: str) -> bool:
-    table = silver.silver_table(env, dataset)
+def _has_marker(spark, table: str, token: str) -> bool:
+    """Whether one of the table's last 20 commits carries the replay id ``token``."""
     rows = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 20").select("userMetadata").collect()
     for (meta,) in rows:
         try:
@@ -90,14 +102,47 @@ def _silver_has(spark, env: Environment, dataset: Dataset, token: str) -> bool:
     return False
 
 
+def _silver_has(spark, env: Environment, dataset: Dataset, token: str) -> bool:
+    return _has_marker(spark, silver.silver_table(env, dataset), token)
+
+
+def _batch_id(token: str) -> int:
+    """A batch id for the change-feed apply of ``token``: negative, so never a stream's,
+    and the same on every attempt, so its quarantine write happens once."""
+    return -int(hashlib.sha256(token.encode()).hexdigest()[:12], 16)
+
+
+class _Marked:
+    """Every commit made inside carries the replay id in its commit metadata."""
+
+    def __init__(self, spark, token: str) -> None:
+        self.spark, self.token = spark, token
+
+    def __enter__(self) -> None:
+        self.previous = self.spark.conf.get(_USER_METADATA, None)
+        self.spark.conf.set(_USER_METADATA, json.dumps({MARKER: {"replay": self.token}}))
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is None:
+            self.spark.conf.unset(_USER_METADATA)
+        else:
+            self.spark.conf.set(_USER_METADATA, self.previous)
+
+
 def _apply(spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str, counts) -> None:
     """Merge the rows claimed by ``token`` into silver, unless that already happened."""
     claimed = spark.table(silver.quarantine_table(env, dataset)).where(
         (F.col("replay_run_id") == F.lit(token)) & F.col("replayed_at").isNull()
     )
     if _silver_has(spark, env, dataset, token):
+        if cdc.handles(dataset) and cdc.keeps_tombstones(dataset):
+            _record_tombstones(spark, env, dataset, rules, token, claimed)
         return
-    checked = rules.evaluate(_rows_as_bronze(spark, env, dataset, claimed)).persist()
+    rows = _rows_as_bronze(spark, env, dataset, claimed)
+    if cdc.handles(dataset):
+        _apply_changes(spark, env, dataset, rules, token, rows, counts)
+        return
+    checked = rules.evaluate(rows).persist()
     try:
         total = checked.count()
         if total == 0:
@@ -105,15 +150,8 @@ def _apply(spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str
         latest = checked.where(~F.col(QUARANTINED) & (F.col(RANK) == 1)).select(
             *[F.col(quote(c.name)) for c in dataset.columns], *silver.LINEAGE
         )
-        previous = spark.conf.get(_USER_METADATA, None)
-        spark.conf.set(_USER_METADATA, json.dumps({MARKER: {"replay": token}}))
-        try:
+        with _Marked(spark, token):
             merged = silver._merge(spark, env, dataset, latest)
-        finally:
-            if previous is None:
-                spark.conf.unset(_USER_METADATA)
-            else:
-                spark.conf.set(_USER_METADATA, previous)
         counts.merged += merged["source"]
         counts.duplicates += total - merged["source"]
         counts.inserted += merged["inserted"]
@@ -121,6 +159,51 @@ def _apply(spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str
         counts.stale += merged["source"] - merged["inserted"] - merged["updated"]
     finally:
         checked.unpersist()
+
+
+def _apply_changes(
+    spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str, rows, counts
+) -> None:
+    """Apply claimed change-feed rows as ``cdc.process_batch`` applies a bronze batch."""
+    if rows.isEmpty():
+        return
+    with _Marked(spark, token):
+        applied = cdc.process_batch(spark, env, dataset, rows, _batch_id(token), token, rules)
+    counts.merged += applied["merged"]
+    counts.duplicates += applied["duplicates"]
+    counts.inserted += applied["inserted"]
+    counts.updated += applied["updated"]
+    counts.deleted += applied["deleted"]
+    counts.requarantined += applied["quarantined"]
+
+
+def _record_tombstones(
+    spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str, claimed: DataFrame
+) -> None:
+    """The tombstones of claimed deletes silver has applied, if a stop between the silver
+    MERGE and the tombstone MERGE left them out (already recorded ones write nothing)."""
+    checked, _ = cdc.classify(dataset, _rows_as_bronze(spark, env, dataset, claimed), rules)
+    good = checked.where(~F.col(cdc.BAD)).drop(RAW, REASONS, FAILED_RULES, cdc.BAD)
+    latest = cdc.latest_change_per_key(good, dataset)
+    missing = cdc._drop_tombstoned(spark, env, dataset, latest).where(F.col(cdc.OP) == cdc.DELETE)
+    if not missing.isEmpty():
+        with _Marked(spark, token):
+            cdc._record_tombstones(spark, env, dataset, missing)
+
+
+def _checked(spark, env: Environment, dataset: Dataset, rules: RuleSet, pending: DataFrame):
+    """Pending quarantined rows re-checked with the current rules: the checked frame
+    (persisted: unpersist it), its measures, the count still failing, the passing ids."""
+    rows = _rows_as_bronze(spark, env, dataset, pending)
+    if not cdc.handles(dataset):
+        checked = rules.evaluate(rows).persist()
+        measures = rules.measure(spark, env, checked)
+        return checked, measures, measures.total, measures.quarantined, ~F.col(QUARANTINED)
+    checked, upserts = cdc.classify(dataset, rows, rules)
+    checked = checked.persist()
+    measures = rules.measure(spark, env, upserts)
+    total, bad = checked.agg(F.count(F.lit(1)), F.count(F.when(F.col(cdc.BAD), 1))).first()
+    return checked, measures, total, bad, ~F.col(cdc.BAD)
 
 
 def _finish(spark, env: Environment, dataset: Dataset, token: str) -> int:
@@ -146,6 +229,13 @@ def replay(
     """
     from delta.tables import DeltaTable
 
+    if dataset.load.type is LoadType.snapshot:
+        raise DataError(
+            f"dataset '{dataset.id}': quarantined rows of a snapshot load are not replayed: "
+            "a snapshot is every row at one moment, and replaying a part of it would delete "
+            "the rest. Fix the cause and load a new snapshot (the quarantined rows stay, for "
+            "audit)."
+        )
     result = result or StepResult(dataset.id, "replay")
     rules = RuleSet.of(dataset)
     silver.ensure_tables(spark, env, dataset)
@@ -169,11 +259,10 @@ def replay(
     pending = spark.table(name).where(
         F.col("replay_run_id").isNull() & F.col("replayed_at").isNull()
     )
-    checked = rules.evaluate(_rows_as_bronze(spark, env, dataset, pending)).persist()
+    checked, measures, counts.pending, counts.still_quarantined, passes = _checked(
+        spark, env, dataset, rules, pending
+    )
     try:
-        measures = rules.measure(spark, env, checked)
-        counts.pending = measures.total
-        counts.still_quarantined = measures.quarantined
         if counts.pending == 0:
             result.details.update(asdict(counts))
             return counts
@@ -181,9 +270,7 @@ def replay(
         result.details["failed_rules"] = measures.failed_rule_counts()
         measures.raise_on_fail(dataset.id, " (replay of quarantined rows)")
         passing = (
-            checked.where(~F.col(QUARANTINED))
-            .select(F.col(RAW).getField(_ID).alias("quarantine_id"))
-            .distinct()
+            checked.where(passes).select(F.col(RAW).getField(_ID).alias("quarantine_id")).distinct()
         )
         if counts.pending == counts.still_quarantined:  # nothing passes: write nothing
             result.details.update(asdict(counts))
