@@ -26,8 +26,31 @@ BASE = {
                     "primaryKey": True,
                     "primaryKeyPosition": 1,
                 },
-                {"name": "qty", "physicalType": "int", "logicalTypeOptions": {"minimum": 1}},
-                {"name": "amount", "physicalType": "decimal(12,2)"},
+                {
+                    "name": "qty",
+                    "physicalType": "int",
+                    "logicalTypeOptions": {"minimum": 1},
+                    "quality": [
+                        {
+                            "name": "qty_in_range",
+                            "type": "custom",
+                            "engine": "lakeline",
+                            "implementation": {"check": "range", "min": 1, "max": 100},
+                        }
+                    ],
+                },
+                {
+                    "name": "amount",
+                    "physicalType": "decimal(12,2)",
+                    "quality": [
+                        {
+                            "name": "amount_nulls",
+                            "metric": "nullValues",
+                            "mustBeLessOrEqualTo": 5,
+                            "unit": "percent",
+                        }
+                    ],
+                },
                 {
                     "name": "status",
                     "physicalType": "string",
@@ -40,7 +63,27 @@ BASE = {
                     "classification": "confidential",
                     "tags": ["pii"],
                 },
-                {"name": "note", "physicalType": "string"},
+                {
+                    "name": "note",
+                    "physicalType": "string",
+                    "quality": [
+                        {
+                            "name": "note_nulls",
+                            "metric": "nullValues",
+                            "mustBeLessOrEqualTo": 50,
+                            "unit": "percent",
+                            "severity": "warning",
+                        }
+                    ],
+                },
+            ],
+            "quality": [
+                {
+                    "name": "orders_rows",
+                    "metric": "rowCount",
+                    "mustBeBetween": [10, 1000],
+                    "severity": "error",
+                }
             ],
         }
     ],
@@ -75,6 +118,49 @@ def rename(old, new):
 
 def add(**column):
     return lambda c: c["schema"][0]["properties"].append(column)
+
+
+def rule(name, where=None):
+    """The quality entry ``name`` of column ``where`` (of the dataset when None)."""
+
+    def find(c):
+        entries = prop(c, where)["quality"] if where else c["schema"][0]["quality"]
+        return next(e for e in entries if e["name"] == name)
+
+    return find
+
+
+def setq(name, where=None, **values):
+    return lambda c: rule(name, where)(c).update(values)
+
+
+def impl(name, where, **values):
+    return lambda c: rule(name, where)(c)["implementation"].update(values)
+
+
+def addq(where=None, **entry):
+    def edit(c):
+        target = prop(c, where) if where else c["schema"][0]
+        target.setdefault("quality", []).append(entry)
+
+    return edit
+
+
+def both(*edits):
+    def edit(c):
+        for one in edits:
+            one(c)
+
+    return edit
+
+
+EMAIL_FORMAT = {
+    "name": "email_format",
+    "type": "custom",
+    "engine": "lakeline",
+    "implementation": {"check": "regex", "pattern": "@"},
+    "severity": "error",
+}
 
 
 # (rule, edit that must be flagged, near edit that must not be flagged)
@@ -137,6 +223,80 @@ CASES = [
     ),
     ("pii tag removed", setp("email", tags=[]), setp("email", tags=["pii", "contact"])),
     ("unique added", setp("email", unique=True), setp("email", description="contact")),
+    # quality rules: stricter thresholds and actions break, looser ones and warnings do not
+    (
+        "row_count minimum raised",
+        setq("orders_rows", mustBeBetween=[20, 1000]),
+        setq("orders_rows", mustBeBetween=[5, 1000]),
+    ),
+    (
+        "row_count maximum lowered",
+        setq("orders_rows", mustBeBetween=[10, 500]),
+        setq("orders_rows", mustBeBetween=[10, 5000]),
+    ),
+    (
+        "null percentage lowered",
+        setq("amount_nulls", "amount", mustBeLessOrEqualTo=1),
+        setq("amount_nulls", "amount", mustBeLessOrEqualTo=10),
+    ),
+    (
+        "null limit tightened on a fail rule, not on a warn rule",
+        setq("amount_nulls", "amount", mustBeLessOrEqualTo=4.5),
+        setq("note_nulls", "note", mustBeLessOrEqualTo=10),
+    ),
+    (
+        "range maximum lowered",
+        impl("qty_in_range", "qty", max=50),
+        impl("qty_in_range", "qty", max=200),
+    ),
+    (
+        "range minimum raised",
+        impl("qty_in_range", "qty", min=2),
+        impl("qty_in_range", "qty", min=0),
+    ),
+    (
+        "range bound made exclusive",
+        impl("qty_in_range", "qty", min_exclusive=True),
+        lambda c: rule("qty_in_range", "qty")(c)["implementation"].pop("max"),
+    ),
+    (
+        "action warn → fail",
+        setq("note_nulls", "note", severity="error"),
+        setq("orders_rows", severity="warning"),
+    ),
+    (
+        "action quarantine → fail",
+        setq("qty_in_range", "qty", severity="error"),
+        setq("qty_in_range", "qty", severity="warning"),
+    ),
+    (
+        "new fail rule on an existing column",
+        addq("email", **EMAIL_FORMAT),
+        addq("email", **{**EMAIL_FORMAT, "severity": "warning"}),
+    ),
+    (
+        "new quarantine rule on an existing column",
+        addq("email", **{k: v for k, v in EMAIL_FORMAT.items() if k != "severity"}),
+        both(
+            add(name="coupon", physicalType="string"),
+            addq("coupon", **{**EMAIL_FORMAT, "name": "coupon_format"}),
+        ),
+    ),
+    (
+        "new dataset rule",
+        addq(
+            name="order_note_unique",
+            metric="duplicateValues",
+            mustBe=0,
+            arguments={"properties": ["order_id", "note"]},
+        ),
+        lambda c: c["schema"][0].pop("quality"),
+    ),
+    (
+        "rule check changed",
+        impl("qty_in_range", "qty", check="sql", expression="qty > 0", min=None, max=None),
+        setq("qty_in_range", "qty", description="a sane quantity"),
+    ),
 ]
 
 
@@ -159,6 +319,24 @@ def test_changes_name_dataset_column_and_reason():
     assert "removed" in removed.reason and "rename" in removed.reason
     [narrowed] = compare_contracts(BASE, changed(setp("qty", physicalType="smallint")))
     assert narrowed.where == "orders.qty" and "int to smallint" in narrowed.reason
+
+
+def test_quality_changes_name_dataset_column_rule_and_reason():
+    [tightened] = compare_contracts(BASE, changed(impl("qty_in_range", "qty", max=50)))
+    assert tightened.breaking and tightened.where == "orders.qty"
+    assert tightened.reason == "quality rule 'qty_in_range': max lowered from 100 to 50"
+    [stricter] = compare_contracts(BASE, changed(setq("note_nulls", "note", severity="error")))
+    assert stricter.breaking and stricter.where == "orders.note"
+    assert stricter.reason.startswith("quality rule 'note_nulls': action warn → fail")
+    [loosened] = compare_contracts(BASE, changed(setq("orders_rows", mustBeBetween=[5, 1000])))
+    assert not loosened.breaking and loosened.where == "orders"
+    assert loosened.reason == "quality rule 'orders_rows': min lowered from 10 to 5"
+    [warned] = compare_contracts(BASE, changed(setq("note_nulls", "note", mustBeLessOrEqualTo=9)))
+    assert not warned.breaking and warned.reason.endswith("(warn only)")
+    [removed] = compare_contracts(BASE, changed(lambda c: c["schema"][0].pop("quality")))
+    assert not removed.breaking and removed.reason == "quality rule 'orders_rows' removed"
+    [text] = compare_contracts(BASE, changed(setq("orders_rows", description="enough rows")))
+    assert not text.breaking and "no rule changed" in text.reason
 
 
 def test_widenings_follow_delta_type_widening():
@@ -212,6 +390,25 @@ def test_cli_fails_on_a_breaking_change_and_names_it(git_repo, capsys):
     assert code == 1
     assert "BREAKING  orders.shipping_fee: minimum raised from 0 to 1" in out
     assert "1 breaking change(s)" in out
+
+
+def test_cli_fails_on_a_new_fail_rule_on_an_existing_column(git_repo, capsys):
+    fee = {
+        "name": "fee_not_negative",
+        "type": "custom",
+        "engine": "lakeline",
+        "implementation": {"check": "range", "min": 0},
+    }
+    edit_contract(git_repo, addq("shipping_fee", **{**fee, "severity": "warning"}))
+    code, out = run_check(git_repo, capsys)
+    assert code == 0 and "quality rule 'fee_not_negative' added (warn only)" in out
+    edit_contract(git_repo, setq("fee_not_negative", "shipping_fee", severity="error"))
+    code, out = run_check(git_repo, capsys)
+    assert code == 1
+    assert (
+        "BREAKING  orders.shipping_fee: quality rule 'fee_not_negative' added with action "
+        "fail: batches that were written may now stop the dataset" in out
+    )
 
 
 def test_cli_stops_at_a_contract_that_contradicts_the_metadata(git_repo, capsys):

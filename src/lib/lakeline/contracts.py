@@ -33,7 +33,7 @@ from pyspark.sql import types as T
 from lakeline.datatypes import parse_type
 from lakeline.errors import DataError, LakelineError, Problem
 from lakeline.identifiers import is_identifier
-from lakeline.quality import Action, Check, Rule
+from lakeline.quality import Action, Check, Rule, duration_seconds
 
 CONTRACTS_DIR = "contracts"
 
@@ -579,9 +579,40 @@ def _view(raw: dict) -> dict[str, dict]:
             "columns": columns,
             "primary_key": [n for _, n in sorted(keyed)],
             "quality": obj.get("quality"),
+            "rules": _rules_view(obj),
             "sla": raw.get("slaProperties"),
         }
     return out
+
+
+def _rules_view(obj: dict) -> dict[str, tuple[str | None, Rule]]:
+    """Rule name → (column it is declared on, compiled rule) for an object's quality entries.
+
+    Entries lakeline does not run (text, other engines) or cannot compile are left out:
+    validating the contract reports the latter.
+    """
+    from open_data_contract_standard.model import DataQuality
+
+    found: list[tuple[str | None, Any]] = []
+    for prop in obj.get("properties") or []:
+        if isinstance(prop, dict) and prop.get("name"):
+            found += [(str(prop["name"]), e) for e in prop.get("quality") or []]
+    found += [(None, e) for e in obj.get("quality") or []]
+    rules: dict[str, tuple[str | None, Rule]] = {}
+    for column, entry in found:
+        if not isinstance(entry, dict):
+            continue
+        try:
+            parsed = DataQuality.model_validate(entry)
+        except ValidationError:
+            continue
+        problems: list[str] = []
+        rule = compile_quality(
+            parsed, str(obj["name"]), column, "", lambda f, m, sink=problems: sink.append(m)
+        )
+        if rule is not None and not problems:
+            rules[rule.name] = (column or rule.column, rule)
+    return rules
 
 
 def widens(old: str, new: str) -> bool:
@@ -694,8 +725,136 @@ def _compare_column(dataset: str, name: str, old: dict, new: dict) -> list[Chang
                 add(True, f"classification lowered from {before!r} to {after!r}")
     if old["pii_tag"] and not new["pii_tag"]:
         add(True, "tag 'pii' removed")
-    if old["quality"] != new["quality"]:
-        add(False, "quality rules changed")
+    return changes
+
+
+_STRICTNESS = {Action.warn: 0, Action.quarantine: 1, Action.fail: 2}
+_STOPS = {
+    Action.quarantine: "rows that reached silver may now be quarantined",
+    Action.fail: "batches that were written may now stop the dataset",
+}
+
+
+def _order(a: Any, b: Any) -> int | None:
+    """-1, 0 or 1 comparing two rule bounds (numbers, or ISO dates as text); None if not."""
+    x, y = _number(a), _number(b)
+    if type(x) is not type(y):
+        return None
+    return (x > y) - (x < y)
+
+
+def _bound(key: str, before: Any, after: Any, lower_is_tighter: bool) -> tuple[bool, str] | None:
+    """(tighter, reason) for one threshold of a rule; None when it did not change."""
+    if before == after:
+        return None
+    if before is None:
+        return True, f"{key} {after} added"
+    if after is None:
+        return False, f"{key} {before} removed"
+    order = _order(after, before)
+    if order is None:
+        return True, f"{key} changed from {before} to {after}"
+    verb = "raised" if order > 0 else "lowered"
+    return (order < 0) == lower_is_tighter, f"{key} {verb} from {before} to {after}"
+
+
+def _threshold_changes(old: Rule, new: Rule) -> list[tuple[bool, str]]:
+    """(tighter, reason) for each threshold of a rule that changed between two versions.
+
+    Tighter means a row or batch that passed before may fail now. A change whose effect
+    cannot be told (another check, pattern, expression, reference) counts as tighter.
+    """
+    if old.check is not new.check:
+        return [(True, f"check changed from {old.check.value} to {new.check.value}")]
+    found: list[tuple[bool, str] | None] = []
+    check = new.check
+    if check in (Check.range, Check.row_count):
+        found.append(_bound("min", old.min, new.min, lower_is_tighter=False))
+        found.append(_bound("max", old.max, new.max, lower_is_tighter=True))
+        for side, before, after in (
+            ("min", old.min_exclusive, new.min_exclusive),
+            ("max", old.max_exclusive, new.max_exclusive),
+        ):
+            if before != after and getattr(old, side) == getattr(new, side):
+                found.append((after, f"{side} made {'exclusive' if after else 'inclusive'}"))
+    elif check is Check.length:
+        found.append(_bound("min_length", old.min_length, new.min_length, False))
+        found.append(_bound("max_length", old.max_length, new.max_length, True))
+    elif check is Check.null_percentage:
+        found.append(_bound("max_percent", old.max_percent, new.max_percent, True))
+        found.append(_bound("max_rows", old.max_rows, new.max_rows, True))
+    elif check is Check.unique:
+        found.append(_bound("max_rows", old.max_rows or 0, new.max_rows or 0, True))
+        before, after = set(old.key_columns), set(new.key_columns)
+        if before != after:
+            tighter = not before < after  # more columns together: fewer duplicates
+            found.append((tighter, f"unique on {sorted(after)} instead of {sorted(before)}"))
+    elif check is Check.enum:
+        removed = [v for v in old.values if v not in new.values]
+        added = [v for v in new.values if v not in old.values]
+        if removed:
+            found.append((True, f"value(s) removed: {removed}"))
+        if added:
+            found.append((False, f"value(s) added: {added}"))
+    elif check is Check.freshness:
+        before = duration_seconds(old.max_age or "")
+        after = duration_seconds(new.max_age or "")
+        if before != after:
+            verb = "lowered" if after < before else "raised"
+            found.append((after < before, f"max_age {verb} from {old.max_age} to {new.max_age}"))
+    for key in ("pattern", "expression", "references"):
+        if getattr(old, key) != getattr(new, key):
+            found.append(
+                (True, f"{key} changed from {getattr(old, key)!r} to {getattr(new, key)!r}")
+            )
+    return [f for f in found if f is not None]
+
+
+def _compare_rules(dataset: str, old: dict, new: dict) -> list[Change]:
+    """Quality rules added, removed, tightened or loosened between two contract views.
+
+    Breaking: a rule whose action is quarantine or fail made stricter (a threshold tightened,
+    its action raised from warn to quarantine or fail), or added on an existing column or
+    the dataset. Loosened, removed and warn-only rules are information.
+    """
+    changes: list[Change] = []
+    before, after = old.get("rules", {}), new.get("rules", {})
+    for name, (column, rule) in after.items():
+        action = rule.effective_action
+        prefix = f"quality rule '{name}'"
+        if name not in before:
+            if action is Action.warn:
+                changes.append(Change(dataset, column, False, f"{prefix} added (warn only)"))
+            elif column is not None and column not in old["columns"]:
+                changes.append(Change(dataset, column, False, f"{prefix} added on a new column"))
+            else:
+                reason = f"{prefix} added with action {action.value}: {_STOPS[action]}"
+                changes.append(Change(dataset, column, True, reason))
+            continue
+        was = before[name][1]
+        if was.effective_action is not action:
+            stricter = _STRICTNESS[action] > _STRICTNESS[was.effective_action]
+            reason = f"{prefix}: action {was.effective_action.value} → {action.value}"
+            if stricter:
+                reason += f": {_STOPS[action]}"
+            changes.append(Change(dataset, column, stricter, reason))
+        for tighter, what in _threshold_changes(was, rule):
+            if tighter and action is Action.warn:
+                changes.append(Change(dataset, column, False, f"{prefix}: {what} (warn only)"))
+            else:
+                changes.append(Change(dataset, column, tighter, f"{prefix}: {what}"))
+    for name, (column, _rule) in before.items():
+        if name not in after:
+            changes.append(Change(dataset, column, False, f"quality rule '{name}' removed"))
+    if not changes and (
+        old["quality"] != new["quality"]
+        or any(
+            o.get("quality") != new["columns"].get(c, {}).get("quality")
+            for c, o in old["columns"].items()
+            if c in new["columns"]
+        )
+    ):
+        changes.append(Change(dataset, None, False, "quality entries changed (no rule changed)"))
     return changes
 
 
@@ -738,8 +897,7 @@ def compare_views(before: dict[str, dict], after: dict[str, dict]) -> list[Chang
                     f"primary key changed from {o['primary_key']} to {n['primary_key']}",
                 )
             )
-        if o["quality"] != n["quality"]:
-            changes.append(Change(dataset, None, False, "dataset quality rules changed"))
+        changes += _compare_rules(dataset, o, n)
         if o["sla"] != n["sla"]:
             changes.append(Change(dataset, None, False, "SLA changed"))
     return changes
