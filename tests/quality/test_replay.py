@@ -123,6 +123,23 @@ def test_an_interrupted_replay_is_finished_once(spark, quarantined):
     )
 
 
+def test_a_claimed_row_failing_again_at_recovery_is_quarantined_anew(spark, quarantined):
+    """A claim recovered under rules that reject the row again: quarantined, never lost."""
+    env = quarantined
+    table = silver.quarantine_table(env, STRICT)
+    # A replay under relaxed rules claimed row 1 and stopped; the rules are strict again.
+    DeltaTable.forName(spark, table).update(
+        condition=F.col("record").contains('"id":"1"'), set={"replay_run_id": F.lit("rp-crash")}
+    )
+    counts = quarantine.replay(spark, env, STRICT, "rp-next")
+    assert counts.recovered == 1 and counts.requarantined == 1
+    assert silver_ids(spark, env) == [2]
+    open_rows = spark.table(table).where("replayed_at IS NULL").collect()
+    again = [r for r in open_rows if '"id":"1"' in r.record]
+    assert len(again) == 1 and again[0].failed_rules == ["big_enough"]
+    assert again[0].replay_run_id is None  # a fresh quarantine row, pending for replay
+
+
 def test_schema_drift_fails_before_any_write_or_evolves_added_columns(spark, env):
     narrow = Dataset.model_validate(
         {

@@ -149,6 +149,25 @@ def test_replaying_a_batch_changes_nothing(spark, env):
     assert spark.table(silver.quarantine_table(env, ORDERS)).count() == 1
 
 
+def test_a_batch_with_every_row_quarantined_reconciles(spark, env):
+    """Nothing to MERGE makes no Delta commit: its counts are zero, not the last commit's."""
+    _run(spark, env, [("1", "10.00", "01/03/2024", "2024-03-01T10:00:00")], "r1", 0)
+    before = spark.sql(f"DESCRIBE HISTORY {silver.silver_table(env, ORDERS)}").count()
+    bad = [("2", "x", "01/03/2024", "2024-03-01T10:00:00"), (None, "1", "x", "2024-03-01")]
+    counts = _run(spark, env, bad, "r2", 1)
+    assert counts == {
+        "read": 2,
+        "quarantined": 2,
+        "duplicates": 0,
+        "merged": 0,
+        "inserted": 0,
+        "updated": 0,
+        "stale": 0,
+    }
+    assert spark.sql(f"DESCRIBE HISTORY {silver.silver_table(env, ORDERS)}").count() == before
+    assert spark.table(silver.quarantine_table(env, ORDERS)).count() == 2
+
+
 def test_transform_streams_only_new_bronze_rows(spark, env):
     from lakeline.bronze import bronze_table
 

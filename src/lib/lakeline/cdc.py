@@ -39,6 +39,7 @@ from lakeline import quality
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
+from lakeline.merges import merge_counts
 from lakeline.metadata import Cdc, Dataset, DeleteMode, LoadType
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 
@@ -320,16 +321,6 @@ def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFr
     )
 
 
-def _metrics(target) -> dict[str, int]:
-    m = target.history(1).select("operationMetrics").first()[0]
-    return {
-        "source": int(m.get("numSourceRows", 0)),
-        "inserted": int(m.get("numTargetRowsInserted", 0)),
-        "updated": int(m.get("numTargetRowsUpdated", 0)),
-        "deleted": int(m.get("numTargetRowsDeleted", 0)),
-    }
-
-
 def merge_scd1(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict[str, int]:
     """Apply one change per key to the SCD1 silver table with one MERGE."""
     from delta.tables import DeltaTable
@@ -378,8 +369,7 @@ def merge_scd1(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> 
         merge = merge.whenNotMatchedInsert(values=insert)
     else:
         merge = merge.whenNotMatchedInsert(condition=~is_delete, values={**insert, **lineage})
-    merge.execute()
-    counts = _metrics(target)
+    counts = merge_counts(target, merge.execute)
     _record_tombstones(spark, env, dataset, latest)
     return counts
 
@@ -457,17 +447,16 @@ def merge_scd2(spark, env: Environment, dataset: Dataset, events: DataFrame) -> 
     on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in match])
     compared = [c.name for c in dataset.columns] + [scd.valid_to_column, scd.current_column]
     changed = reduce(lambda a, b: a | b, [~_c(c, "t").eqNullSafe(_c(c, "s")) for c in compared])
+    merge = (
+        target.alias("t")
+        .merge(versions.alias("s"), on)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+    )
     try:
-        (
-            target.alias("t")
-            .merge(versions.alias("s"), on)
-            .whenMatchedUpdateAll(condition=changed)
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        return merge_counts(target, merge.execute)
     finally:
         existing.unpersist()
-    return _metrics(target)
 
 
 # --------------------------------------------------------------------------- snapshots

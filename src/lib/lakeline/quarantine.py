@@ -44,9 +44,8 @@ from lakeline import cdc, quality, silver
 from lakeline.bronze import bronze_table
 from lakeline.environment import Environment
 from lakeline.errors import DataError, ReconciliationError
-from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, LoadType
-from lakeline.quality import FAILED_RULES, QUARANTINED, RANK, RAW, REASONS, RuleSet
+from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
 
 MARKER = "lakeline"
@@ -139,41 +138,20 @@ def _apply(spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str
             _record_tombstones(spark, env, dataset, rules, token, claimed)
         return
     rows = _rows_as_bronze(spark, env, dataset, claimed)
-    if cdc.handles(dataset):
-        _apply_changes(spark, env, dataset, rules, token, rows, counts)
-        return
-    checked = rules.evaluate(rows).persist()
-    try:
-        total = checked.count()
-        if total == 0:
-            return
-        latest = checked.where(~F.col(QUARANTINED) & (F.col(RANK) == 1)).select(
-            *[F.col(quote(c.name)) for c in dataset.columns], *silver.LINEAGE
-        )
-        with _Marked(spark, token):
-            merged = silver._merge(spark, env, dataset, latest)
-        counts.merged += merged["source"]
-        counts.duplicates += total - merged["source"]
-        counts.inserted += merged["inserted"]
-        counts.updated += merged["updated"]
-        counts.stale += merged["source"] - merged["inserted"] - merged["updated"]
-    finally:
-        checked.unpersist()
-
-
-def _apply_changes(
-    spark, env: Environment, dataset: Dataset, rules: RuleSet, token: str, rows, counts
-) -> None:
-    """Apply claimed change-feed rows as ``cdc.process_batch`` applies a bronze batch."""
     if rows.isEmpty():
         return
+    # The claimed rows go through the same batch step as bronze rows: a row that fails
+    # again (the rules changed between the claim and this apply) is quarantined anew,
+    # never dropped.
+    apply = cdc.process_batch if cdc.handles(dataset) else silver.process_batch
     with _Marked(spark, token):
-        applied = cdc.process_batch(spark, env, dataset, rows, _batch_id(token), token, rules)
+        applied = apply(spark, env, dataset, rows, _batch_id(token), token, rules)
     counts.merged += applied["merged"]
     counts.duplicates += applied["duplicates"]
     counts.inserted += applied["inserted"]
     counts.updated += applied["updated"]
-    counts.deleted += applied["deleted"]
+    counts.deleted += applied.get("deleted", 0)
+    counts.stale += applied.get("stale", 0)
     counts.requarantined += applied["quarantined"]
 
 

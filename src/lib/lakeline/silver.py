@@ -22,7 +22,10 @@ dropped, checked on every batch. Per-rule counts go to ``ops.dq_metrics``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -33,8 +36,9 @@ from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
+from lakeline.merges import merge_counts
 from lakeline.metadata import Dataset, SchemaDriftPolicy
-from lakeline.quality import FAILED_RULES, QUARANTINED, RANK, RAW, REASONS, RuleSet
+from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
 from lakeline.streams import run_available_now
 
@@ -161,6 +165,29 @@ def latest_per_key(good: DataFrame, dataset: Dataset) -> DataFrame:
     return good.withColumn("__rank", F.row_number().over(window)).where("__rank = 1").drop("__rank")
 
 
+MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
+
+
+def merge_cached(spark, source: DataFrame, merge: Callable[[DataFrame], dict]) -> dict:
+    """Run ``merge(source)`` on a source computed once and cached in memory (spilling to disk).
+
+    A Delta MERGE reads its source twice (find the touched files, then rewrite them). A
+    micro-batch of ``foreachBatch`` is not a Delta scan, so Delta would materialise it to
+    disk on its own; caching the narrow, deduplicated source ourselves is cheaper, and
+    Delta's own copy is then switched off for this MERGE. The cached source is
+    deterministic (immutable bronze files, no random or time functions), which is the
+    guarantee Delta's materialisation exists to give.
+    """
+    cached = source.persist(StorageLevel.MEMORY_AND_DISK)
+    previous = spark.conf.get(MATERIALIZE_SOURCE, "auto")
+    spark.conf.set(MATERIALIZE_SOURCE, "none")
+    try:
+        return merge(cached)
+    finally:
+        spark.conf.set(MATERIALIZE_SOURCE, previous)
+        cached.unpersist()
+
+
 def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict:
     from delta.tables import DeltaTable
 
@@ -170,20 +197,13 @@ def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict
     if dataset.sequence_column:
         seq = quote(dataset.sequence_column)
         newer = f"s.{seq} >= t.{seq} OR t.{seq} IS NULL"
-    (
+    merge = (
         target.alias("t")
         .merge(latest.alias("s"), on)
         .whenMatchedUpdateAll(condition=newer)
         .whenNotMatchedInsertAll()
-        .execute()
     )
-    metrics = target.history(1).select("operation", "operationMetrics").first()
-    m = metrics.operationMetrics
-    return {
-        "source": int(m.get("numSourceRows", 0)),
-        "inserted": int(m.get("numTargetRowsInserted", 0)),
-        "updated": int(m.get("numTargetRowsUpdated", 0)),
-    }
+    return merge_counts(target, merge.execute)
 
 
 def process_batch(
@@ -205,51 +225,53 @@ def process_batch(
     """
     rules = rules or RuleSet.of(dataset)
     report = quality_report if quality_report is not None else {}
-    checked = rules.evaluate(batch).persist()
-    try:
-        measures = rules.measure(spark, env, checked)
-        total, bad = measures.total, measures.quarantined
-        if total == 0:
-            return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
-        report["warned"] = report.get("warned", 0) + measures.warned
-        failed = report.setdefault("failed_rules", {})
-        for name, rows in measures.failed_rule_counts().items():
-            failed[name] = failed.get(name, 0) + rows
-        stopping = measures.failures(quality.Action.fail)
-        if stopping:
-            report["stopped_by"] = [
-                {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
-                for o in stopping
-            ]
-            quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-            measures.raise_on_fail(dataset.id, f" batch {batch_id}")
-        source_columns = [c for c in batch.columns if not c.startswith("_")]
-        if bad:
-            write_quarantine(
-                spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
-            )
-        latest = checked.where(~F.col(QUARANTINED) & (F.col(RANK) == 1)).select(
-            *[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE
-        )
-        merged = _merge(spark, env, dataset, latest)
+    # The counting pass is a plain scan-and-aggregate and the quarantine write reads only
+    # when something failed; only the narrow MERGE source is cached (see merge_cached).
+    checked = rules.evaluate(batch)
+    measures = rules.measure(spark, env, checked)
+    total, bad = measures.total, measures.quarantined
+    if total == 0:
+        return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
+    report["warned"] = report.get("warned", 0) + measures.warned
+    failed = report.setdefault("failed_rules", {})
+    for name, rows in measures.failed_rule_counts().items():
+        failed[name] = failed.get(name, 0) + rows
+    stopping = measures.failures(quality.Action.fail)
+    if stopping:
+        report["stopped_by"] = [
+            {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
+            for o in stopping
+        ]
         quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-        counts = {
-            "read": total,
-            "quarantined": bad,
-            "duplicates": total - bad - merged["source"],
-            "merged": merged["source"],
-            "inserted": merged["inserted"],
-            "updated": merged["updated"],
-            "stale": merged["source"] - merged["inserted"] - merged["updated"],
-        }
-        if counts["duplicates"] < 0:
-            raise ReconciliationError(
-                f"dataset '{dataset.id}' batch {batch_id}: {total} rows read but "
-                f"{merged['source']} merged and {bad} quarantined"
-            )
-        return counts
-    finally:
-        checked.unpersist()
+        measures.raise_on_fail(dataset.id, f" batch {batch_id}")
+    source_columns = [c for c in batch.columns if not c.startswith("_")]
+    if bad:
+        write_quarantine(
+            spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
+        )
+    # Only the typed silver columns travel to the MERGE (and through its shuffle).
+    good = checked.where(~F.col(QUARANTINED)).select(
+        *[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE
+    )
+    merged = merge_cached(
+        spark, latest_per_key(good, dataset), partial(_merge, spark, env, dataset)
+    )
+    quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+    counts = {
+        "read": total,
+        "quarantined": bad,
+        "duplicates": total - bad - merged["source"],
+        "merged": merged["source"],
+        "inserted": merged["inserted"],
+        "updated": merged["updated"],
+        "stale": merged["source"] - merged["inserted"] - merged["updated"],
+    }
+    if counts["duplicates"] < 0:
+        raise ReconciliationError(
+            f"dataset '{dataset.id}' batch {batch_id}: {total} rows read but "
+            f"{merged['source']} merged and {bad} quarantined"
+        )
+    return counts
 
 
 def write_quarantine(
