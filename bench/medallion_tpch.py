@@ -107,10 +107,14 @@ def write_metadata(folder: Path) -> None:
         )
 
 
-def plain_spark(spark, table: str, source: Path, database: str) -> None:
-    """What a hand-written pipeline does: read, append to bronze, cast, dedup, MERGE."""
+def plain_spark(spark, table: str, source: Path, database: str) -> tuple[float, float]:
+    """What a hand-written pipeline does: read, append to bronze, cast, dedup, MERGE.
+
+    Returns the seconds spent on bronze and on silver.
+    """
     from delta.tables import DeltaTable
 
+    clock = time.perf_counter()
     key, columns = TABLES[table]
     bronze, silver = f"`{database}`.`bronze_{table}`", f"`{database}`.`silver_{table}`"
     raw = spark.read.option("header", "true").csv(str(source / table))
@@ -119,6 +123,7 @@ def plain_spark(spark, table: str, source: Path, database: str) -> None:
         F.col("_metadata.file_path").alias("_source_file"),
         F.current_timestamp().alias("_ingested_at"),
     ).write.format("delta").mode("append").saveAsTable(bronze)
+    bronze_seconds = time.perf_counter() - clock
     typed = spark.table(bronze).select(
         *[F.col(quote(n)).cast(parse_type(t)).alias(n) for n, t in columns],
         "_source_file",
@@ -132,19 +137,19 @@ def plain_spark(spark, table: str, source: Path, database: str) -> None:
     DeltaTable.forName(spark, silver).alias("t").merge(
         latest.alias("s"), on
     ).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+    return bronze_seconds, time.perf_counter() - clock - bronze_seconds
 
 
-def lakeline(spark, table: str, request: Request) -> None:
+def lakeline(spark, table: str, request: Request) -> tuple[float, float]:
+    """The job's ingest and silver steps for one table; the seconds each took."""
+    seconds = []
     for step in (run_ingest, run_transform):
+        clock = time.perf_counter()
         result = step(spark, Request(**{**request.__dict__, "dataset": table, "layer": "silver"}))
+        seconds.append(time.perf_counter() - clock)
         if result.status != "succeeded":
             raise SystemExit(f"lakeline {table}: {result.error}")
-
-
-def timed(fn, *args) -> float:
-    clock = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - clock
+    return seconds[0], seconds[1]
 
 
 def main() -> int:
@@ -191,10 +196,13 @@ def main() -> int:
     run_sync(spark, real)
     rows = []
     for table in TABLES:
-        plain = timed(plain_spark, spark, table, source, "plain_bench")
-        ours = timed(lakeline, spark, table, real)
+        plain_layers = plain_spark(spark, table, source, "plain_bench")
+        our_layers = lakeline(spark, table, real)
+        plain, ours = sum(plain_layers), sum(our_layers)
         rows.append((table, plain, ours))
         print(f"{table:<10} plain {plain:8.1f}s   lakeline {ours:8.1f}s   ratio {ours / plain:.2f}")
+        for layer, p, o in zip(("bronze", "silver"), plain_layers, our_layers, strict=True):
+            print(f"  {layer:<8} plain {p:8.1f}s   lakeline {o:8.1f}s   ratio {o / p:.2f}")
     plain_total = sum(r[1] for r in rows)
     ours_total = sum(r[2] for r in rows)
     print(

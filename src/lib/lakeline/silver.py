@@ -22,7 +22,9 @@ dropped, checked on every batch. Per-rule counts go to ``ops.dq_metrics``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 
 from pyspark import StorageLevel
@@ -166,6 +168,32 @@ def latest_per_key(good: DataFrame, dataset: Dataset) -> DataFrame:
 
 
 MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
+_materialize_lock = threading.Lock()
+_materialize_users: dict[int, tuple[int, str]] = {}  # id(spark) -> (MERGEs running, saved)
+
+
+@contextmanager
+def _own_materialized_source(spark) -> Iterator[None]:
+    """Delta's source materialisation off while this block runs, back as it was after.
+
+    For-each iterations run as threads on one session, whose conf they share: the first
+    one in switches it off and the last one out restores it.
+    """
+    with _materialize_lock:
+        running, saved = _materialize_users.get(id(spark), (0, ""))
+        if running == 0:
+            saved = spark.conf.get(MATERIALIZE_SOURCE, "auto")
+            spark.conf.set(MATERIALIZE_SOURCE, "none")
+        _materialize_users[id(spark)] = (running + 1, saved)
+    try:
+        yield
+    finally:
+        with _materialize_lock:
+            running, saved = _materialize_users.pop(id(spark))
+            if running == 1:
+                spark.conf.set(MATERIALIZE_SOURCE, saved)
+            else:
+                _materialize_users[id(spark)] = (running - 1, saved)
 
 
 def merge_cached(spark, source: DataFrame, merge: Callable[[DataFrame], dict]) -> dict:
@@ -176,15 +204,14 @@ def merge_cached(spark, source: DataFrame, merge: Callable[[DataFrame], dict]) -
     disk on its own; caching the narrow, deduplicated source ourselves is cheaper, and
     Delta's own copy is then switched off for this MERGE. The cached source is
     deterministic (immutable bronze files, no random or time functions), which is the
-    guarantee Delta's materialisation exists to give.
+    guarantee Delta's materialisation exists to give; so are the sources of every other
+    MERGE lakeline runs meanwhile on the same session (small literal rows, cached frames).
     """
     cached = source.persist(StorageLevel.MEMORY_AND_DISK)
-    previous = spark.conf.get(MATERIALIZE_SOURCE, "auto")
-    spark.conf.set(MATERIALIZE_SOURCE, "none")
     try:
-        return merge(cached)
+        with _own_materialized_source(spark):
+            return merge(cached)
     finally:
-        spark.conf.set(MATERIALIZE_SOURCE, previous)
         cached.unpersist()
 
 
