@@ -137,7 +137,10 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         spark, env, dataset, path, schema, location, options, run_id, result
     )
     stored = T.StructType([f for f in schema.fields if f.name not in rescued])
-    if rescued:
+    # Parquet under rescue: values whose type differs from the schema are rescued too, so
+    # each micro-batch's files are read again with their own types (read_fitting).
+    fitting = schema_evolution.rescues_types(dataset)
+    if rescued or fitting:
         stored = stored.add(schema_evolution.RESCUED, T.StringType(), True)
     _ensure_bronze(spark, env, dataset, stored)
     if dataset.schema_evolution is not SchemaEvolution.none:
@@ -149,11 +152,12 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         # one and would skip a late file with an old timestamp; Auto Loader never does.
         .option("maxFileAge", "36500d")
         .options(**_reader_options(dataset))
-        .schema(schema)
+        .schema(schema_evolution.FILES_ONLY if fitting else schema)
         .load(path)
         .select("*", F.col("_metadata.file_path").alias("_source_file"))
     )
-    stream = schema_evolution.rescue(stream, rescued)
+    if not fitting:
+        stream = schema_evolution.rescue(stream, rescued)
     stored = state.watermark(spark, env, dataset.id) if wm is not None else None
     seen: dict = {"rows": 0, "files": set(), "watermark": stored}
 
@@ -161,6 +165,11 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         marker = {"stream": "bronze", "batch": batch_id}
         if marker in _committed_markers(spark, target):
             return  # replay of a batch committed before a crash: already in bronze
+        if fitting:  # the stream's rows carry only their file (FILES_ONLY)
+            files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
+            if not files:
+                return
+            batch = schema_evolution.read_fitting(spark, files, schema, rescued, options)
         metrics = [
             F.count(F.lit(1)).alias("rows"),
             F.array_join(F.collect_set("_source_file"), "\n").alias("files"),
