@@ -94,3 +94,20 @@ def test_tracked_columns_leave_out_keys_and_sequence_for_an_except_list():
     ds = Dataset.model_validate({**spec, "scd": {"type": 2, "track_history_except": ["name"]}})
     assert ds.tracked_columns() == ["city"]
     assert Dataset.model_validate({**spec, "scd": {"type": 2}}).tracked_columns() is None
+
+
+def test_an_unknown_tracked_column_is_reported_with_its_file_and_field(tmp_path):
+    import yaml
+
+    from lakeline.errors import MetadataError
+    from lakeline.metadata import load_project
+
+    folder = tmp_path / "metadata" / "datasets"
+    folder.mkdir(parents=True)
+    spec = {**BASE, "load": {"type": "snapshot"}, "scd": {"type": 2, "track_history": ["town"]}}
+    (folder / "customers.yml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(MetadataError) as raised:
+        load_project(tmp_path / "metadata")
+    message = str(raised.value)
+    assert "customers.yml [dataset customers] field 'scd.track_history.0'" in message
+    assert "column 'town' is not among the columns" in message
