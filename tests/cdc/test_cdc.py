@@ -123,6 +123,58 @@ def test_feed_as_scd2_splits_intervals_for_late_changes_and_closes_on_delete(spa
     assert sorted(table.collect()) == sorted(before)
 
 
+@pytest.mark.parametrize(
+    "tracking", [{"track_history": ["city"]}, {"track_history_except": ["name"]}]
+)
+def test_scd2_with_tracked_columns_updates_untracked_changes_in_place(spark, env, tracking):
+    """Only a change of city opens a version; a name change (and the sequence columns of
+    every event) update the version the event falls in, the latest event winning."""
+    dataset = customers(scd={**SCD2, **tracking})
+    columns = [*COLUMNS, "valid_from", "valid_to", "is_current"]
+    land(env, "tracked", 1, "cdc/customers")
+    run(spark, env, dataset, "r1")
+    table = silver_rows(spark, env, dataset, columns)
+    # Bob's second event changed no tracked column: still one version, with its values.
+    bob = [tuple(r) for r in table.where("customer_id = 2").collect()]
+    assert [(r[1], r[4], r[6], r[7]) for r in bob] == [("Bob", 5, None, True)]
+    land(env, "tracked", 2, "cdc/customers")
+    run(spark, env, dataset, "r2")
+    assert_df_equality(
+        table,
+        expected(spark, "customers_scd2_tracked.csv", dataset),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    before = table.collect()
+    folder = Path(env.source_path("cdc/customers"))
+    for batch in (1, 2):
+        for file in (FIXTURES / "tracked" / f"batch_{batch}").iterdir():
+            shutil.copy(file, folder / f"again_{file.name}")
+    run(spark, env, dataset, "r3")
+    assert sorted(table.collect()) == sorted(before)
+
+
+def test_snapshot_scd2_tracking_price_keeps_a_renamed_product_in_its_version(spark, env):
+    dataset = Dataset.model_validate({**PRODUCTS, "scd": {"type": 2, "track_history": ["price"]}})
+    folder = Path(env.source_path("cdc/products"))
+    folder.mkdir(parents=True)
+    (folder / "s1.csv").write_text("product_id,name,price\n1,Pen,1.50\n2,Ink,4.00\n")
+    run(spark, env, dataset, "r1")
+    (folder / "s2.csv").write_text("product_id,name,price\n1,Biro,1.50\n2,Ink,4.50\n")
+    run(spark, env, dataset, "r2")
+    table = spark.table(silver.silver_table(env, dataset))
+    snap1, snap2 = sorted({r._valid_from for r in table.collect()})
+    rows = {
+        (r.product_id, r.name, str(r.price), r._valid_from, r._valid_to, r._is_current)
+        for r in table.collect()
+    }
+    assert rows == {
+        (1, "Biro", "1.50", snap1, None, True),
+        (2, "Ink", "4.00", snap1, snap2, False),
+        (2, "Ink", "4.50", snap2, None, True),
+    }
+
+
 def test_ignore_null_updates_keeps_the_values_a_null_does_not_replace(spark, env):
     dataset = customers(cdc={"ignore_null_updates": True})
     folder = Path(env.source_path("cdc/customers"))

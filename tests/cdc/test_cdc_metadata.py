@@ -54,8 +54,60 @@ def test_a_cdc_dataset_with_scd2_gets_validity_columns_typed_like_the_sequence()
             "soft deletes are for SCD1",
         ),
         ({"schema_evolution": "addNewColumn"}, "addNewColumns"),
+        (
+            {"load": {"type": "snapshot"}, "scd": {"type": 2, "track_history": ["town"]}},
+            r"scd.track_history.0: column 'town' is not among the columns",
+        ),
+        (
+            {"load": {"type": "snapshot"}, "scd": {"type": 2, "track_history_except": ["id"]}},
+            "'id' is a key column",
+        ),
+        (
+            {
+                "load": {"type": "cdc"},
+                "cdc": CDC,
+                "scd": {"type": 2, "track_history": ["changed_at"]},
+            },
+            "'changed_at' is a sequence column",
+        ),
+        (
+            {
+                "load": {"type": "snapshot"},
+                "scd": {"type": 2, "track_history": ["city"], "track_history_except": []},
+            },
+            "either 'track_history' or 'track_history_except'",
+        ),
+        (
+            {"load": {"type": "snapshot"}, "scd": {"track_history": ["city"]}},
+            "only applies to SCD type 2",
+        ),
     ],
 )
 def test_problems_name_the_field(extra, message):
     with pytest.raises(ValidationError, match=message):
         Dataset.model_validate({**BASE, **extra})
+
+
+def test_tracked_columns_leave_out_keys_and_sequence_for_an_except_list():
+    spec = {**BASE, "load": {"type": "cdc"}, "cdc": CDC}
+    spec["columns"] = [*BASE["columns"], {"name": "name", "type": "string"}]
+    ds = Dataset.model_validate({**spec, "scd": {"type": 2, "track_history_except": ["name"]}})
+    assert ds.tracked_columns() == ["city"]
+    assert Dataset.model_validate({**spec, "scd": {"type": 2}}).tracked_columns() is None
+
+
+def test_an_unknown_tracked_column_is_reported_with_its_file_and_field(tmp_path):
+    import yaml
+
+    from lakeline.errors import MetadataError
+    from lakeline.metadata import load_project
+
+    folder = tmp_path / "metadata" / "datasets"
+    folder.mkdir(parents=True)
+    spec = {**BASE, "load": {"type": "snapshot"}, "scd": {"type": 2, "track_history": ["town"]}}
+    (folder / "customers.yml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(MetadataError) as raised:
+        load_project(tmp_path / "metadata")
+    message = str(raised.value)
+    assert "customers.yml [dataset customers] field 'scd.track_history.0'" in message
+    assert "column 'town' is not among the columns" in message

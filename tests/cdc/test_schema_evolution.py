@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,9 @@ def test_new_json_field_per_mode(spark, env, mode):
         assert rows(spark, env, ds)[1]["3"]["color"] == "blue"
     else:
         assert "color" not in table.columns
-        assert json.loads(found["2"]["_rescued_data"]) == {"color": "red"}
+        rescued = json.loads(found["2"]["_rescued_data"])
+        assert rescued == {"color": "red", "_file_path": found["2"]["_source_file"]}
+        assert rescued["_file_path"].endswith("/b.json")
         assert found["1"]["_rescued_data"] is None
         assert result.details["source_schema_drift"]["action"] == "rescued"
         assert history.count() == 1
@@ -89,7 +92,61 @@ def test_csv_columns_appended_are_rescued_and_out_of_place_ones_refused(spark, e
     land(env, "b.csv", "id,name,color\n2,b,red\n")
     ingest(spark, env, ds, "r2")
     found = rows(spark, env, ds)[1]
-    assert json.loads(found["2"]["_rescued_data"]) == {"color": "red"}
+    rescued = json.loads(found["2"]["_rescued_data"])
+    assert rescued == {"color": "red", "_file_path": found["2"]["_source_file"]}
     land(env, "c.csv", "color,id,name\ngreen,3,c\n")
     with pytest.raises(schema_evolution.SchemaEvolutionError, match="must come after"):
         ingest(spark, env, ds, "r3")
+
+
+def land_parquet(spark, env, tmp_path, name: str, rows: list[tuple], ddl: str) -> None:
+    """One real Parquet file, written by Spark, as ``name`` in the source folder."""
+    written = tmp_path / f"write_{name}"
+    spark.createDataFrame(rows, ddl).coalesce(1).write.parquet(str(written))
+    (part,) = written.glob("part-*.parquet")
+    folder = Path(env.source_path("app/events"))
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(part), folder / name)
+
+
+def test_parquet_values_of_another_type_are_rescued_with_their_file(spark, env, tmp_path):
+    ds = dataset("rescue", "parquet")
+    land_parquet(spark, env, tmp_path, "a.parquet", [(1, "a")], "id int, name string")
+    ingest(spark, env, ds, "r1")
+    # b.parquet says string where the stored schema says int, and has an unknown column.
+    rows_b = [("2", "b", "red"), ("x", "c", None)]
+    land_parquet(spark, env, tmp_path, "b.parquet", rows_b, "id string, name string, color string")
+    result = ingest(spark, env, ds, "r2")
+    table = spark.table(bronze.bronze_table(env, ds))
+    assert dict(table.dtypes)["id"] == "int" and "color" not in table.columns
+    found = {r.name: r.asDict() for r in table.collect()}
+    assert (found["a"]["id"], found["a"]["_rescued_data"]) == (1, None)
+    b_file = found["b"]["_source_file"]
+    assert b_file.endswith("/b.parquet") and found["c"]["_source_file"] == b_file
+    assert found["b"]["id"] is None and found["c"]["id"] is None
+    assert json.loads(found["b"]["_rescued_data"]) == {
+        "id": "2",
+        "color": "red",
+        "_file_path": b_file,
+    }
+    assert json.loads(found["c"]["_rescued_data"]) == {"id": "x", "_file_path": b_file}
+    drift = result.details["source_schema_drift"]
+    assert (drift["action"], drift["retyped"]) == ("rescued", ["id: int -> string"])
+    # A later file that fits again is read with its types; nothing rescued.
+    land_parquet(spark, env, tmp_path, "c.parquet", [(3, "d")], "id int, name string")
+    ingest(spark, env, ds, "r3")
+    later = spark.table(bronze.bronze_table(env, ds)).where("name = 'd'").first()
+    assert (later.id, later._rescued_data) == (3, None)
+
+
+@pytest.mark.parametrize("mode", ["addNewColumns", "failOnNewColumns"])
+def test_parquet_type_change_outside_rescue_stops_before_writing(spark, env, tmp_path, mode):
+    ds = dataset(mode, "parquet")
+    land_parquet(spark, env, tmp_path, "a.parquet", [(1, "a")], "id int, name string")
+    ingest(spark, env, ds, "r1")
+    land_parquet(spark, env, tmp_path, "b.parquet", [("2", "b")], "id string, name string")
+    with pytest.raises(
+        schema_evolution.SchemaEvolutionError, match=r"id: int -> string.*b\.parquet"
+    ):
+        ingest(spark, env, ds, "r2")
+    assert spark.table(bronze.bronze_table(env, ds)).count() == 1

@@ -68,6 +68,7 @@ def main(work: str, metadata: str, landing: str, run_id: str, kill: str, dump: s
     result = {
         "silver": sorted(json.dumps(r.asDict(), default=str) for r in rows.collect()),
         "bronze_rows": spark.table(env.table("bronze", "customers_cdc")).count(),
+        "quarantine_rows": spark.table(env.table("quarantine", "customers_cdc")).count(),
     }
     with open(dump, "w") as f:
         json.dump(result, f)

@@ -17,11 +17,16 @@ FIXTURES = REPO / "fixtures" / "cdc"
 CHILD = Path(__file__).with_name("child.py")
 
 # Killed in turn, each run resuming what the previous one left: during ingest (bronze
-# micro-batch committed, its checkpoint not), during the silver merge (silver merged, the
-# tombstones and the checkpoint not), then a run to the end.
+# micro-batch committed, its state and checkpoint not), during the next ingest (the
+# replayed batch skipped by its marker, the next one committed and its state recorded,
+# its checkpoint not), during the silver merge (silver merged, the tombstones and the
+# checkpoint not), after the silver batch (merged, tombstones and quarantine written, the
+# checkpoint not), then a run to the end.
 KILLS = [
     "lakeline.bronze._append:1:after",
+    "lakeline.state.record:1:after",
     "lakeline.cdc._record_tombstones:1:before",
+    "lakeline.cdc.process_batch:1:after",
 ]
 
 
@@ -57,7 +62,7 @@ def _run(tmp_path: Path, metadata: Path, landing: Path, run_id: str, kill: str):
     return proc, (json.loads(dump.read_text()) if dump.exists() else None)
 
 
-def test_sigkill_during_ingest_and_merge_then_rerun_equals_a_clean_run(tmp_path):
+def test_sigkill_at_each_step_then_rerun_equals_a_clean_run(tmp_path):
     metadata = _metadata(tmp_path)
     landing = tmp_path / "landing"
     folder = landing / "cdc" / "customers"
@@ -91,3 +96,4 @@ def test_sigkill_during_ingest_and_merge_then_rerun_equals_a_clean_run(tmp_path)
         )
     assert final["silver"] == sorted(expected)
     assert final["bronze_rows"] == 17  # every feed row exactly once: no duplicates, no loss
+    assert final["quarantine_rows"] == 2  # the two bad changes, quarantined once

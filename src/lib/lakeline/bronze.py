@@ -6,6 +6,30 @@ is repeated or a file is listed again. The schema is inferred once (text formats
 strings, so nothing is rejected at bronze) and kept beside the checkpoint, like Auto
 Loader's schema location.
 
+On Databricks (``session.on_databricks``) the stream is Auto Loader itself; locally the
+emulation above. Both come from one definition, ``file_reader(dataset, env, auto_loader)``:
+
+=============================  =============================================================
+Auto Loader (workspace)        local emulation
+=============================  =============================================================
+``cloudFiles``                 the plain file source of ``source.format``, ``maxFileAge``
+                               36500d (never skip a late file, as Auto Loader)
+``cloudFiles.format``          ``source.format``
+``cloudFiles.schemaLocation``  ``<checkpoint>/bronze``: Auto Loader keeps ``_schemas/`` there,
+                               where the emulation keeps ``_schemas/0.json``
+``cloudFiles.schemaEvolution`` ``schema_evolution`` as it is (the modes are Auto Loader's:
+``Mode``                       addNewColumns, rescue, failOnNewColumns, none)
+``rescuedDataColumn``          ``_rescued_data``, under ``rescue``
+``cloudFiles.inferColumn``     ``false`` for CSV and JSON: text columns stay strings, as the
+``Types``                      emulation keeps them (Parquet keeps its types in both)
+reader options                 ``source.options`` (CSV ``header`` true, JSON
+                               ``primitivesAsString`` true, unless given), in both
+=============================  =============================================================
+
+With Auto Loader, schema inference, drift handling and rescue are Auto Loader's own (under
+``addNewColumns`` its stream stops on a new column and the job's retry goes on with the
+wider schema); lakeline appends each micro-batch with ``mergeSchema`` so bronze follows.
+
 Every bronze commit carries a marker in its commit metadata (the micro-batch, or the
 watermark reached). A micro-batch replayed after a crash finds its marker and is not
 written twice; an incremental Delta read that crashed before its state was saved
@@ -19,6 +43,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -49,6 +74,37 @@ def ingest(spark, env: Environment, dataset: Dataset, run_id: str, result: StepR
         _ingest_delta(spark, env, dataset, run_id, result)
     else:
         _ingest_files(spark, env, dataset, run_id, result)
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """How bronze opens a dataset's file stream: ``spark.readStream.format(format)
+    .options(**options)``."""
+
+    format: str
+    options: dict[str, str]
+
+
+def file_reader(dataset: Dataset, env: Environment, auto_loader: bool) -> FileReader:
+    """The stream reader for a file dataset: Auto Loader in a workspace, or the plain file
+    source that the local emulation uses. A pure function of the metadata and environment."""
+    fmt = dataset.source.format
+    options = _reader_options(dataset)
+    if not auto_loader:
+        # Spark's file source forgets files older than maxFileAge (7 days) behind the newest
+        # one and would skip a late file with an old timestamp; Auto Loader never does.
+        return FileReader(fmt.value, {"maxFileAge": "36500d", **options})
+    mode = dataset.schema_evolution
+    cloud = {
+        "cloudFiles.format": fmt.value,
+        "cloudFiles.schemaLocation": env.checkpoint(dataset.id, "bronze"),
+        "cloudFiles.schemaEvolutionMode": mode.value,
+    }
+    if fmt in (SourceFormat.csv, SourceFormat.json):
+        cloud["cloudFiles.inferColumnTypes"] = "false"
+    if mode is SchemaEvolution.rescue:
+        cloud["rescuedDataColumn"] = schema_evolution.RESCUED
+    return FileReader("cloudFiles", {**cloud, **options})
 
 
 def _reader_options(dataset: Dataset) -> dict[str, str]:
@@ -123,13 +179,29 @@ def _later(column: Column, a: str | None, b: str | None) -> str | None:
     return a if _watermark_key(column, a) >= _watermark_key(column, b) else b
 
 
+def _auto_loader_stream(spark, env: Environment, dataset: Dataset, path: str) -> DataFrame:
+    reader = file_reader(dataset, env, auto_loader=True)
+    return (
+        spark.readStream.format(reader.format)
+        .options(**reader.options)
+        .load(path)
+        .select("*", F.col("_metadata.file_path").alias("_source_file"))
+    )
+
+
 def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult) -> None:
+    from lakeline.session import on_databricks
+
     path = env.source_path(dataset.source.path)
+    target = bronze_table(env, dataset)
+    if on_databricks(spark):
+        stream = _auto_loader_stream(spark, env, dataset, path)
+        _stream_into_bronze(spark, env, dataset, stream, run_id, result, merge_schema=True)
+        return
     if not _has_files(spark, path):
         result.details["note"] = f"no source files yet under {path}"
         return
     schema = _source_schema(spark, env, dataset, path)
-    target = bronze_table(env, dataset)
     # The dataset's schema_evolution mode (none: new columns ignored, as always).
     location = schema_evolution.schema_location(env, dataset)
     options = _reader_options(dataset)
@@ -137,23 +209,52 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         spark, env, dataset, path, schema, location, options, run_id, result
     )
     stored = T.StructType([f for f in schema.fields if f.name not in rescued])
-    if rescued:
+    # Parquet under rescue: values whose type differs from the schema are rescued too, so
+    # each micro-batch's files are read again with their own types (read_fitting).
+    fitting = schema_evolution.rescues_types(dataset)
+    if rescued or fitting:
         stored = stored.add(schema_evolution.RESCUED, T.StringType(), True)
     _ensure_bronze(spark, env, dataset, stored)
     if dataset.schema_evolution is not SchemaEvolution.none:
         schema_evolution.align_bronze(spark, env, target, stored)
-    wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
+    reader = file_reader(dataset, env, auto_loader=False)
     stream = (
-        spark.readStream.format(dataset.source.format.value)
-        # Spark's file source forgets files older than maxFileAge (7 days) behind the newest
-        # one and would skip a late file with an old timestamp; Auto Loader never does.
-        .option("maxFileAge", "36500d")
-        .options(**_reader_options(dataset))
-        .schema(schema)
+        spark.readStream.format(reader.format)
+        .options(**reader.options)
+        .schema(schema_evolution.FILES_ONLY if fitting else schema)
         .load(path)
         .select("*", F.col("_metadata.file_path").alias("_source_file"))
     )
-    stream = schema_evolution.rescue(stream, rescued)
+    if not fitting:
+        stream = schema_evolution.rescue(stream, rescued)
+
+    def refit(batch: DataFrame) -> DataFrame:
+        if not fitting:
+            return batch
+        # The stream's rows carry only their file (FILES_ONLY): read the files again.
+        files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
+        return (
+            schema_evolution.read_fitting(spark, files, schema, rescued, options)
+            if files
+            else batch
+        )
+
+    _stream_into_bronze(spark, env, dataset, stream, run_id, result, refit=refit)
+
+
+def _stream_into_bronze(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    stream: DataFrame,
+    run_id: str,
+    result: StepResult,
+    refit=None,
+    merge_schema: bool = False,
+) -> None:
+    """Run the file stream available-now into bronze, each micro-batch once."""
+    target = bronze_table(env, dataset)
+    wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stored = state.watermark(spark, env, dataset.id) if wm is not None else None
     seen: dict = {"rows": 0, "files": set(), "watermark": stored}
 
@@ -161,6 +262,8 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         marker = {"stream": "bronze", "batch": batch_id}
         if marker in _committed_markers(spark, target):
             return  # replay of a batch committed before a crash: already in bronze
+        if refit is not None:
+            batch = refit(batch)
         metrics = [
             F.count(F.lit(1)).alias("rows"),
             F.array_join(F.collect_set("_source_file"), "\n").alias("files"),
@@ -169,7 +272,8 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
             typed = F.col(f"`{wm.source_name}`").cast(parse_type(wm.type))
             metrics.append(F.max(typed).cast("string").alias("watermark"))
         observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
-        _append(_with_lineage(batch.observe(observation, *metrics), run_id), target, marker)
+        framed = _with_lineage(batch.observe(observation, *metrics), run_id)
+        _append(framed, target, marker, merge_schema)
         got = observation.get
         seen["rows"] += got["rows"]
         files = got["files"].split("\n") if got["files"] else []
@@ -188,13 +292,11 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         result.details["watermark"] = seen["watermark"]
 
 
-def _append(frame: DataFrame, target: str, marker: dict) -> None:
-    (
-        frame.write.format("delta")
-        .mode("append")
-        .option("userMetadata", json.dumps({MARKER: marker}, sort_keys=True))
-        .saveAsTable(target)
-    )
+def _append(frame: DataFrame, target: str, marker: dict, merge_schema: bool = False) -> None:
+    writer = frame.write.format("delta").mode("append")
+    if merge_schema:  # Auto Loader widened its schema: bronze follows
+        writer = writer.option("mergeSchema", "true")
+    writer.option("userMetadata", json.dumps({MARKER: marker}, sort_keys=True)).saveAsTable(target)
 
 
 def _with_lineage(frame: DataFrame, run_id: str) -> DataFrame:

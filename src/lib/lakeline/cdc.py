@@ -18,6 +18,11 @@ the sequence alone decides which one wins, never the arrival order.
   the interval it falls into, a delete closes the current version (its ``valid_to`` is the
   delete's time and no version is current). The result is MERGEd on (key, valid_from),
   so replaying a batch leaves the table as it is.
+  With tracked columns (``scd.track_history`` / ``track_history_except``) only an event
+  that changes a tracked column, or follows a delete, opens a version; any other event
+  joins the version before it, whose other columns and lineage then come from the latest
+  event in it (by sequence). A stored version that a late event makes redundant is
+  deleted in the same MERGE.
 
 A **snapshot** is every row of the source at one moment (one bronze run). It is compared
 with the current silver state: new keys become inserts, changed rows updates and missing
@@ -50,6 +55,7 @@ LINEAGE = ("_source_file", "_ingested_at")
 _PRIORITY = "__priority"
 CARRIED = "__carried"
 BAD = "__bad"
+_GONE = "__gone"
 
 
 @dataclass(frozen=True)
@@ -416,18 +422,67 @@ def _timeline(
         *[_c(n) for n in names], *LINEAGE, OP, EVENT_TIME, F.lit(1).alias(_PRIORITY)
     )
     timeline = new.unionByName(old_versions).unionByName(old_deletes.select(*new.columns))
-    # One event per key and event time: the new one over the stored, then the latest.
+    # One event per key and event time decides what happens then: the new one over the
+    # stored, then the latest.
     order = [F.col(_PRIORITY).desc()]
     order += [_c(s).desc_nulls_last() for s in _sequence(dataset)]
     order += [F.col("_ingested_at").desc_nulls_last(), F.col("_source_file").desc_nulls_last()]
-    same = Window.partitionBy(*[_c(k) for k in keys], F.col(EVENT_TIME)).orderBy(*order)
-    timeline = timeline.withColumn("__rank", F.row_number().over(same)).where("__rank = 1")
-    following = Window.partitionBy(*[_c(k) for k in keys]).orderBy(F.col(EVENT_TIME))
-    timeline = timeline.withColumn("__next", F.lead(EVENT_TIME).over(following))
-    versions = timeline.where(F.col(OP) != DELETE).select(
-        *[_c(n) for n in names],
+    key_columns = [_c(k) for k in keys]
+    same = Window.partitionBy(*key_columns, F.col(EVENT_TIME)).orderBy(*order)
+    timeline = timeline.withColumn("__rank", F.row_number().over(same))
+    # Those deciding events, in time order, open versions: a delete ends one; an event opens
+    # one after a delete, or (with tracked columns) when a tracked column differs from the
+    # previous deciding event, else it joins the version before it.
+    tracked = dataset.tracked_columns()
+    in_time = Window.partitionBy(*key_columns).orderBy(F.col(EVENT_TIME), F.col("__rank"))
+    deciding = F.col("__rank") == 1
+    is_delete = F.col(OP) == DELETE
+    if tracked is None:
+        opens = F.lit(True)
+    else:
+        state = F.struct(F.col(OP).alias("op"), *[_c(c) for c in tracked])
+        before = F.last(F.when(deciding, state), ignorenulls=True).over(
+            in_time.rowsBetween(Window.unboundedPreceding, -1)
+        )
+        differs = reduce(
+            lambda a, b: a | b,
+            [~_c(c).eqNullSafe(before.getField(c)) for c in tracked],
+            F.lit(False),
+        )
+        opens = before.isNull() | (before.getField("op") == DELETE) | is_delete | differs
+    timeline = timeline.withColumn(
+        "__version",
+        F.sum(F.when(deciding & opens, 1).otherwise(0)).over(
+            in_time.rowsBetween(Window.unboundedPreceding, 0)
+        ),
+    )
+    # A version keeps its deciding event's tracked columns; every other column (and the
+    # lineage) comes from the latest event in it. Without tracked columns a version is the
+    # one deciding event.
+    version = Window.partitionBy(*key_columns, F.col("__version"))
+    first = version.orderBy(F.col(EVENT_TIME), F.col("__rank")).rowsBetween(
+        Window.unboundedPreceding, Window.unboundedFollowing
+    )
+    if tracked is None:
+        latest = [F.col("__rank").asc()]
+    else:
+        latest = [_c(s).desc_nulls_last() for s in _sequence(dataset)]
+        latest += [F.col("_ingested_at").desc_nulls_last(), F.col(_PRIORITY).desc()]
+        latest += [F.col("_source_file").desc_nulls_last()]
+    chosen = version.orderBy(is_delete.asc(), *latest)
+    timeline = (
+        timeline.withColumn("__start", F.min(EVENT_TIME).over(version))
+        .withColumn("__opening", F.first(F.struct(OP, *[_c(c) for c in tracked or []])).over(first))
+        .withColumn("__pick", F.row_number().over(chosen))
+        .where("__pick = 1")
+    )
+    following = Window.partitionBy(*key_columns).orderBy(F.col("__start"))
+    timeline = timeline.withColumn("__next", F.lead("__start").over(following))
+    opening = F.col("__opening")
+    versions = timeline.where(opening.getField(OP) != DELETE).select(
+        *[opening.getField(n).alias(n) if n in (tracked or []) else _c(n) for n in names],
         *LINEAGE,
-        F.col(EVENT_TIME).alias(vf),
+        F.col("__start").alias(vf),
         F.col("__next").alias(vt),
         F.col("__next").isNull().alias(cur),
     )
@@ -445,13 +500,20 @@ def merge_scd2(spark, env: Environment, dataset: Dataset, events: DataFrame) -> 
     target = DeltaTable.forName(spark, silver_table(env, dataset))
     match = [*_keys(dataset), scd.valid_from_column]
     on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in match])
+    # A stored version that no longer starts one (it joined the version before it) goes.
+    gone = existing.join(versions.select(*match), match, "left_anti").select(*versions.columns)
+    source = versions.withColumn(_GONE, F.lit(False)).unionByName(
+        gone.withColumn(_GONE, F.lit(True))
+    )
     compared = [c.name for c in dataset.columns] + [scd.valid_to_column, scd.current_column]
     changed = reduce(lambda a, b: a | b, [~_c(c, "t").eqNullSafe(_c(c, "s")) for c in compared])
+    values = {quote(c): _c(c, "s") for c in versions.columns}
     merge = (
         target.alias("t")
-        .merge(versions.alias("s"), on)
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
+        .merge(source.alias("s"), on)
+        .whenMatchedDelete(condition=F.col(f"s.{_GONE}"))
+        .whenMatchedUpdate(condition=changed, set=values)
+        .whenNotMatchedInsert(condition=~F.col(f"s.{_GONE}"), values=values)
     )
     try:
         return merge_counts(target, merge.execute)

@@ -177,6 +177,18 @@ class Scd(_Model):
     valid_from_column: Identifier = "_valid_from"
     valid_to_column: Identifier = "_valid_to"
     current_column: Identifier = "_is_current"
+    track_history: list[Identifier] | None = Field(
+        default=None,
+        description="SCD2: only a change to one of these columns opens a new version; a "
+        "change to other columns updates the version it falls in (DLT's "
+        "track_history_column_list). Default: every change opens a new version.",
+    )
+    track_history_except: list[Identifier] | None = Field(
+        default=None,
+        description="SCD2: every column except these (and the key and sequence columns) opens "
+        "a new version when it changes; a change to these updates the version in place "
+        "(DLT's track_history_except_column_list).",
+    )
 
 
 class SchemaEvolution(str, Enum):
@@ -327,6 +339,7 @@ class Dataset(_Model):
                     "SCD2 closes the current version on a delete; soft deletes are for SCD1",
                 )
             )
+        found += self._tracking_problems(names)
         added = list(self.added_silver_columns())
         lowered = {n.lower() for n in names}
         for name in added:
@@ -335,6 +348,48 @@ class Dataset(_Model):
         if len({n.lower() for n in added}) != len(added):
             found.append(("scd", "the validity and flag column names must differ"))
         return found
+
+    def _tracking_problems(self, names: list[str]) -> list[tuple[str, str]]:
+        scd = self.scd
+        found: list[tuple[str, str]] = []
+        given = [
+            (field, listed)
+            for field, listed in (
+                ("track_history", scd.track_history),
+                ("track_history_except", scd.track_history_except),
+            )
+            if listed is not None
+        ]
+        if len(given) == 2:
+            found.append(("scd", "give either 'track_history' or 'track_history_except'"))
+        sequence = set(self.cdc.sequence_by) if self.cdc else set()
+        for field, listed in given:
+            if scd.type != 2:
+                found.append((f"scd.{field}", "only applies to SCD type 2"))
+            if field == "track_history" and not listed:
+                found.append((f"scd.{field}", "list at least one column (or leave it out)"))
+            for i, column in enumerate(listed):
+                where = f"scd.{field}.{i}"
+                if column not in names:
+                    found.append((where, f"column '{column}' is not among the columns"))
+                elif column in self.primary_key:
+                    found.append((where, f"'{column}' is a key column; keys are never tracked"))
+                elif column in sequence:
+                    found.append(
+                        (where, f"'{column}' is a sequence column; it changes with every event")
+                    )
+        return found
+
+    def tracked_columns(self) -> list[str] | None:
+        """SCD2 columns whose change opens a new version; None when every change does."""
+        scd = self.scd
+        if scd.track_history is not None:
+            return list(scd.track_history)
+        if scd.track_history_except is None:
+            return None
+        skipped = {*self.primary_key, *scd.track_history_except}
+        skipped |= set(self.cdc.sequence_by) if self.cdc else set()
+        return [c.name for c in self.columns if c.name not in skipped]
 
     def added_silver_columns(self) -> dict[str, str]:
         """Columns lakeline adds to silver for SCD2 validity and soft deletes: name -> type."""

@@ -6,7 +6,8 @@ The modes mean what Auto Loader's ``cloudFiles.schemaEvolutionMode`` means:
 ``addNewColumns``   new columns are added to the stored schema and to bronze; the run goes
                     on with them (Auto Loader stops the stream and the job's retry restarts
                     it with the wider schema: the same end state)
-``rescue``          the schema never changes; the values of unknown columns go to the JSON
+``rescue``          the schema never changes; the values of unknown columns, and (Parquet)
+                    values whose type differs from the stored schema's, go to the JSON
                     column ``_rescued_data`` of the row that had them
 ``failOnNewColumns``the run fails before writing anything, naming the columns and files;
                     it fails again until the schema (metadata) or the file is changed
@@ -20,8 +21,17 @@ ones, since CSV rows are read by position). For Delta sources the source table's
 are compared with bronze's. Every drift found — columns added, removed, retyped — is
 appended to ``ops.schema_history`` and reported in the run log (``source_schema_drift``).
 
-Bronze keeps text formats as strings, so a value never fails its type there; values that
-do not fit their declared type are quarantined in silver with a reason.
+``_rescued_data`` holds what Auto Loader's rescued data column holds: a JSON object of
+column -> original value for every rescued value of the row, plus ``_file_path``, the file
+it came from; it is null for a row with nothing rescued.
+
+Bronze keeps text formats (CSV, JSON) as strings, so a value never fails its type there;
+values that do not fit their declared type are quarantined in silver with a reason.
+Parquet keeps the types of its files: a Parquet file whose column has another type than the
+stored schema (a string where the schema says int) has that column's values rescued under
+``rescue`` — the typed column is null in those rows, as in Auto Loader — and stops the run
+under ``addNewColumns`` and ``failOnNewColumns``, naming the file and the column, before
+anything is written (a Parquet reader cannot read the value as the stored type).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame
@@ -138,6 +149,15 @@ def record(
 
 def _decide(dataset: Dataset, drift: Drift, where: str, files: list[str]) -> str:
     mode = dataset.schema_evolution
+    if drift.retyped and dataset.source.format is SourceFormat.parquet:
+        if mode is SchemaEvolution.rescue:
+            return "rescued"
+        raise SchemaEvolutionError(
+            f"dataset '{dataset.id}': column type changed in {where} "
+            f"({'; '.join(drift.retyped)}; files {', '.join(sorted(files)[:5])}); Parquet "
+            f"values cannot be read as another type, so nothing was written. Set "
+            "schema_evolution to rescue (the values go to _rescued_data), or rewrite the file."
+        )
     if not drift.added:
         return "recorded"
     names = ", ".join(f.name for f in drift.added)
@@ -173,21 +193,43 @@ def _pending_files(spark, env: Environment, dataset: Dataset, folder: str) -> li
     return sorted(found)
 
 
-def _seen_schema(spark, dataset: Dataset, files: list[str], options: dict) -> T.StructType:
+def _drift(
+    spark, dataset: Dataset, known: T.StructType, files: list[str], options: dict
+) -> tuple[Drift, list[str]]:
+    """How the pending files differ from ``known``, and the files that differ.
+
+    Parquet files are compared one by one (their types may disagree with each other, which
+    no merged schema can show); text formats as one schema of string columns.
+    """
     fmt = dataset.source.format
     if fmt is SourceFormat.csv:
         names: list[str] = []
         for file in files:
             header = spark.read.options(**options).csv(file).schema.names
             names += [n for n in header if n not in names]
-        return T.StructType([T.StructField(n, T.StringType(), True) for n in names])
-    reader = spark.read.format(fmt.value).options(**options)
-    if fmt is SourceFormat.parquet:
-        reader = reader.option("mergeSchema", "true")
-    seen = reader.load(files).schema
+        seen = T.StructType([T.StructField(n, T.StringType(), True) for n in names])
+        return compare(known, seen), files
     if fmt is SourceFormat.json:
-        seen = T.StructType([T.StructField(f.name, T.StringType(), True) for f in seen])
-    return seen
+        found = spark.read.format("json").options(**options).load(files).schema
+        seen = T.StructType([T.StructField(f.name, T.StringType(), True) for f in found])
+        return compare(known, seen), files
+    added: dict[str, T.StructField] = {}
+    present: set[str] = set()
+    retyped: list[str] = []
+    differing: list[str] = []
+    for file in files:
+        schema = spark.read.format(fmt.value).options(**options).load(file).schema
+        drift = compare(known, schema)
+        present |= {f.name.lower() for f in schema.fields}
+        for f in drift.added:
+            added.setdefault(f.name.lower(), f)
+        retyped += [r for r in drift.retyped if r not in retyped]
+        if drift.added or drift.retyped:
+            differing.append(file)
+    removed = [
+        f.name for f in known.fields if f.name not in _LINEAGE and f.name.lower() not in present
+    ]
+    return Drift(list(added.values()), removed, retyped), differing or files
 
 
 def _csv_appended(spark, dataset, files, known: T.StructType, options: dict) -> None:
@@ -222,7 +264,7 @@ def file_schema(
     files = _pending_files(spark, env, dataset, folder)
     if not files:
         return known, []
-    drift = compare(known, _seen_schema(spark, dataset, files, options))
+    drift, files = _drift(spark, dataset, known, files, options)
     if not drift:
         return known, []
     action = _decide(dataset, drift, folder, files)
@@ -238,16 +280,74 @@ def file_schema(
     return known, []
 
 
-def rescue(frame: DataFrame, columns: list[str]) -> DataFrame:
+def _rescued(values: list[F.Column], file_path: F.Column) -> F.Column:
+    """The ``_rescued_data`` value: the non-null ``values`` (aliased by column) and
+    ``_file_path`` as one JSON object; null when every value is null."""
+    if not values:
+        return F.lit(None).cast("string")
+    present = reduce(lambda a, b: a | b, [v.isNotNull() for v in values])
+    packed = F.to_json(F.struct(*values, file_path.alias("_file_path")))
+    return F.when(present, packed)
+
+
+def rescue(frame: DataFrame, columns: list[str], file_path: str = "_source_file") -> DataFrame:
     """Move ``columns`` into the JSON column ``_rescued_data`` (null when all are null)."""
     if not columns:
         return frame
-    packed = F.to_json(F.struct(*[F.col(quote(c)) for c in columns]))
-    present = F.lit(False)
-    for c in columns:
-        present = present | F.col(quote(c)).isNotNull()
+    values = [F.col(quote(c)).alias(c) for c in columns]
     kept = [quote(c) for c in frame.columns if c not in columns and c != RESCUED]
-    return frame.select(*kept, F.when(present, packed).alias(RESCUED))
+    return frame.select(*kept, _rescued(values, F.col(quote(file_path))).alias(RESCUED))
+
+
+# The stream schema when each batch's files are read again by read_fitting: a column no file
+# has, so the stream's own scan never reads (and never fails on) a value.
+FILES_ONLY = T.StructType([T.StructField("__lakeline_no_column", T.StringType(), True)])
+
+
+def rescues_types(dataset: Dataset) -> bool:
+    """Whether bronze rescues values whose type differs from the stored schema (Parquet)."""
+    return (
+        dataset.schema_evolution is SchemaEvolution.rescue
+        and dataset.source.format is SourceFormat.parquet
+    )
+
+
+def read_fitting(
+    spark, files: list[str], schema: T.StructType, unknown: list[str], options: dict
+) -> DataFrame:
+    """The rows of Parquet ``files`` in ``schema``, with ``_source_file`` and
+    ``_rescued_data``: a value whose file type differs from the schema's, and a value of an
+    ``unknown`` column, is rescued (the typed column is null), as Auto Loader's rescue mode.
+
+    Files with the same schema are read together; each group keeps its own types.
+    """
+    groups: dict[str, tuple[T.StructType, list[str]]] = {}
+    for file in sorted(files):
+        own = spark.read.options(**options).parquet(file).schema
+        groups.setdefault(own.json(), (own, []))[1].append(file)
+    wanted = [f for f in schema.fields if f.name not in unknown and f.name not in _LINEAGE]
+    frames = []
+    for own, members in groups.values():
+        types = {f.name.lower(): f for f in own.fields}
+        frame = spark.read.options(**options).schema(own).parquet(*members)
+        columns, rescued = [], []
+        for want in wanted:
+            found = types.get(want.name.lower())
+            if found is not None and found.dataType == want.dataType:
+                columns.append(F.col(quote(found.name)).alias(want.name))
+            else:
+                columns.append(F.lit(None).cast(want.dataType).alias(want.name))
+                if found is not None:
+                    rescued.append(F.col(quote(found.name)).alias(want.name))
+        known = {f.name.lower() for f in wanted}
+        rescued += [F.col(quote(f.name)).alias(f.name) for f in own if f.name.lower() not in known]
+        path = F.col("_metadata.file_path")
+        frames.append(
+            frame.select(
+                *columns, path.alias("_source_file"), _rescued(rescued, path).alias(RESCUED)
+            )
+        )
+    return reduce(lambda a, b: a.unionByName(b), frames)
 
 
 def align_bronze(spark, env: Environment, table: str, frame_schema: T.StructType) -> list[str]:

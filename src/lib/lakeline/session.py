@@ -117,8 +117,14 @@ def get_spark(warehouse: str | Path | None = None):
     return local_session(warehouse or os.environ.get("LAKELINE_WAREHOUSE", ".lakeline/warehouse"))
 
 
-def is_unity_catalog(spark) -> bool:
-    """True on Databricks (runtime or Connect), where tables have three-part names."""
+def on_databricks(spark) -> bool:
+    """True when ``spark`` runs on Databricks compute (the runtime or Databricks Connect),
+    where Auto Loader (``cloudFiles``) and Unity Catalog are there."""
     if in_databricks_runtime():
         return True
     return type(spark).__module__.startswith(("databricks", "pyspark.sql.connect"))
+
+
+def is_unity_catalog(spark) -> bool:
+    """True on Databricks (runtime or Connect), where tables have three-part names."""
+    return on_databricks(spark)
