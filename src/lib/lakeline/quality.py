@@ -496,9 +496,8 @@ class RuleSet:
 
         Returns the typed silver columns (by their silver names), the raw row as the struct
         ``__raw``, the lineage columns, one boolean per row rule (true = failed), the arrays
-        ``_reasons`` / ``_failed_rules`` of the quarantine rules the row failed, the flags
-        ``__quarantined`` / ``__warned``, and ``__rank`` (1 = the row that would reach silver
-        for its key: the latest by sequence among the rows not quarantined).
+        ``_reasons`` / ``_failed_rules`` of the quarantine rules the row failed, and the flags
+        ``__quarantined`` / ``__warned``. No window: deduplication is the caller's.
         """
         dataset = self.dataset
         staged = frame.select(
@@ -553,6 +552,13 @@ class RuleSet:
             quarantined.alias(QUARANTINED),
             any_failed(Action.warn).alias(WARNED),
         )
+        return marked
+
+    def with_rank(self, checked: DataFrame) -> DataFrame:
+        """``checked`` with ``__rank``: 1 for the row that would reach silver for its key
+        (the latest by sequence among the rows not quarantined). A window over the whole
+        batch, so only added where a rule needs it (uniqueness after deduplication)."""
+        dataset = self.dataset
         order = []
         if dataset.sequence_column:
             order.append(F.col(quote(dataset.sequence_column)).desc_nulls_last())
@@ -560,7 +566,7 @@ class RuleSet:
         window = Window.partitionBy(
             F.col(QUARANTINED), *[F.col(quote(k)) for k in dataset.primary_key]
         ).orderBy(*order)
-        return marked.withColumn(RANK, F.row_number().over(window))
+        return checked.withColumn(RANK, F.row_number().over(window))
 
     def measure(self, spark, env: Environment, checked: DataFrame) -> BatchMeasures:
         """Counters of every rule, and the dataset-level values, in one aggregation."""
@@ -572,7 +578,11 @@ class RuleSet:
             F.count(F.when(F.col(WARNED), 1)).alias("warned"),
         ]
         exprs += [F.count(F.when(F.col(_flag(i)), 1)).alias(_flag(i)) for i, _ in self.row_rules]
-        frame = checked
+        needs_rank = any(
+            r.check is Check.unique and not set(self.dataset.primary_key) <= set(r.key_columns)
+            for r in self.rules
+        )
+        frame = self.with_rank(checked) if needs_rank else checked
         for index, rule in enumerate(self.rules):
             out = f"__m_{index}"
             if rule.check is Check.null_percentage:

@@ -22,12 +22,7 @@ dropped, checked on every batch. Per-rule counts go to ``ops.dq_metrics``.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import partial
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -157,68 +152,44 @@ def classify(frame: DataFrame, dataset: Dataset, rules: RuleSet | None = None) -
     )
 
 
-def latest_per_key(good: DataFrame, dataset: Dataset) -> DataFrame:
-    """One row per primary key: the latest by sequence, then by ingestion time and file."""
-    order = []
+def latest_per_key(rows: DataFrame, dataset: Dataset, skip: str | None = None) -> DataFrame:
+    """One row per primary key: the latest by sequence, then by ingestion time and file.
+
+    With ``skip``, the name of a boolean column, rows where it is true never win and are
+    left out (with that column). They are ranked last within their key and dropped after
+    the window rather than filtered before it: a filter there would be pushed below the
+    typing projection and compute every cast a second time.
+    """
+    order = [F.col(skip).asc_nulls_last()] if skip else []
     if dataset.sequence_column:
         order.append(F.col(quote(dataset.sequence_column)).desc_nulls_last())
     order += [F.col("_ingested_at").desc(), F.col("_source_file").desc()]
     window = Window.partitionBy(*[quote(k) for k in dataset.primary_key]).orderBy(*order)
-    return good.withColumn("__rank", F.row_number().over(window)).where("__rank = 1").drop("__rank")
-
-
-MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
-_materialize_lock = threading.Lock()
-_materialize_users: dict[int, tuple[int, str]] = {}  # id(spark) -> (MERGEs running, saved)
-
-
-@contextmanager
-def _own_materialized_source(spark) -> Iterator[None]:
-    """Delta's source materialisation off while this block runs, back as it was after.
-
-    For-each iterations run as threads on one session, whose conf they share: the first
-    one in switches it off and the last one out restores it.
-    """
-    with _materialize_lock:
-        running, saved = _materialize_users.get(id(spark), (0, ""))
-        if running == 0:
-            saved = spark.conf.get(MATERIALIZE_SOURCE, "auto")
-            spark.conf.set(MATERIALIZE_SOURCE, "none")
-        _materialize_users[id(spark)] = (running + 1, saved)
-    try:
-        yield
-    finally:
-        with _materialize_lock:
-            running, saved = _materialize_users.pop(id(spark))
-            if running == 1:
-                spark.conf.set(MATERIALIZE_SOURCE, saved)
-            else:
-                _materialize_users[id(spark)] = (running - 1, saved)
-
-
-def merge_cached(spark, source: DataFrame, merge: Callable[[DataFrame], dict]) -> dict:
-    """Run ``merge(source)`` on a source computed once and cached in memory (spilling to disk).
-
-    A Delta MERGE reads its source twice (find the touched files, then rewrite them). A
-    micro-batch of ``foreachBatch`` is not a Delta scan, so Delta would materialise it to
-    disk on its own; caching the narrow, deduplicated source ourselves is cheaper, and
-    Delta's own copy is then switched off for this MERGE. The cached source is
-    deterministic (immutable bronze files, no random or time functions), which is the
-    guarantee Delta's materialisation exists to give; so are the sources of every other
-    MERGE lakeline runs meanwhile on the same session (small literal rows, cached frames).
-    """
-    cached = source.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        with _own_materialized_source(spark):
-            return merge(cached)
-    finally:
-        cached.unpersist()
+    keep = F.col("__rank") == 1
+    if skip:
+        keep = keep & ~F.col(skip)
+    ranked = rows.withColumn("__rank", F.row_number().over(window)).where(keep)
+    return ranked.drop("__rank", *([skip] if skip else []))
 
 
 def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict:
+    """Upsert one row per key into silver; a key's row is never replaced by an older one.
+
+    Into an empty silver table (a first load, or one after a backfill) that MERGE is an
+    append of the same rows, written as one: no join with the target, and the source is
+    read once instead of twice.
+    """
     from delta.tables import DeltaTable
 
-    target = DeltaTable.forName(spark, silver_table(env, dataset))
+    table = silver_table(env, dataset)
+    target = DeltaTable.forName(spark, table)
+    if target.detail().select("numFiles").first()[0] == 0:
+        before = target.history(1).select("version").first()[0]
+        # By column name, as the MERGE's insert would.
+        latest.write.format("delta").mode("append").saveAsTable(table)
+        last = target.history(1).select("version", "operationMetrics").first()
+        rows = 0 if last.version == before else int(last.operationMetrics["numOutputRows"])
+        return {"source": rows, "inserted": rows, "updated": 0}
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in dataset.primary_key)
     newer = None
     if dataset.sequence_column:
@@ -252,8 +223,10 @@ def process_batch(
     """
     rules = rules or RuleSet.of(dataset)
     report = quality_report if quality_report is not None else {}
-    # The counting pass is a plain scan-and-aggregate and the quarantine write reads only
-    # when something failed; only the narrow MERGE source is cached (see merge_cached).
+    # Nothing is cached: the counting pass is a plain scan-and-aggregate, the quarantine
+    # write reads only when something failed, and Delta materialises the MERGE source once
+    # itself. Caching the checked frame (raw and typed values side by side) cost more than
+    # all of that together (bench/medallion_tpch.py).
     checked = rules.evaluate(batch)
     measures = rules.measure(spark, env, checked)
     total, bad = measures.total, measures.quarantined
@@ -276,13 +249,9 @@ def process_batch(
         write_quarantine(
             spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
         )
-    # Only the typed silver columns travel to the MERGE (and through its shuffle).
-    good = checked.where(~F.col(QUARANTINED)).select(
-        *[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE
-    )
-    merged = merge_cached(
-        spark, latest_per_key(good, dataset), partial(_merge, spark, env, dataset)
-    )
+    # Only the typed silver columns (and the flag) travel to the MERGE and its shuffle.
+    typed = checked.select(*[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE, QUARANTINED)
+    merged = _merge(spark, env, dataset, latest_per_key(typed, dataset, skip=QUARANTINED))
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
     counts = {
         "read": total,
