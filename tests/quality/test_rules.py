@@ -204,6 +204,26 @@ def test_dataset_rules_in_one_aggregation(spark, env, spec, good, bad):
     assert not outcome.passed and ko.failures(Action.warn) == [outcome]
 
 
+def test_unique_holds_across_the_rows_already_in_silver(spark, env):
+    """A value stored under another key is a duplicate; a key keeping its own is not."""
+    ds = dataset({"name": "code_unique", "check": "unique", "column": "code", "action": "warn"})
+    rules = RuleSet.of(ds)
+    silver.ensure_tables(spark, env, ds)
+    silver.process_batch(spark, env, ds, bronze(spark, [row("1", code="a")]), 0, "r1", rules)
+
+    def duplicates(rows) -> int:
+        measured = rules.measure(spark, env, rules.evaluate(bronze(spark, rows)))
+        [outcome] = [o for o in measured.outcomes if o.rule.name == "code_unique"]
+        return outcome.failed
+
+    later = "2024-03-02T10:00:00"
+    assert duplicates([row("2", code="a")]) == 1  # 'a' is key 1's in silver
+    assert duplicates([row("1", code="a", updated=later)]) == 0  # key 1 keeps its own value
+    # Key 1 gives 'a' up in the same batch that key 2 takes it: unique after the merge.
+    assert duplicates([row("1", code="b", updated=later), row("2", code="a")]) == 0
+    assert duplicates([row("2", code=None), row("3", code=None)]) == 0  # NULL is no value
+
+
 def test_referential_integrity_against_another_datasets_silver(spark, env):
     codes = spark.createDataFrame([("a",), ("b",)], "code STRING")
     codes.write.format("delta").saveAsTable(env.table("silver", "codes"))

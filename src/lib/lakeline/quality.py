@@ -625,7 +625,46 @@ class RuleSet:
                 missing = silver_bound & F.col(quote(rule.column or "")).isNotNull()
                 exprs.append(F.count(F.when(missing & F.col(found).isNull(), 1)).alias(out))
         row = frame.agg(*exprs).first().asDict()
+        if needs_rank and env.exists(spark, "silver", self.dataset.id):
+            for index, rule in enumerate(self.rules):
+                if rule.check is Check.unique and not set(self.dataset.primary_key) <= set(
+                    rule.key_columns
+                ):
+                    row[f"__m_{index}"] = self._duplicates_after(spark, env, frame, rule)
         return BatchMeasures(self, row)
+
+    def _duplicates_after(self, spark, env: Environment, ranked: DataFrame, rule: Rule) -> int:
+        """Duplicates of ``rule``'s columns in silver as it will be after this batch.
+
+        That is the stored rows whose key the batch does not replace (current versions only
+        for SCD2, soft-deleted rows left out), plus the batch's latest row per key. So a
+        value that repeats one stored under another key counts, and a key keeping its own
+        value does not.
+        """
+        dataset = self.dataset
+        keys = list(dataset.primary_key)
+        names = list(dict.fromkeys([*keys, *rule.key_columns]))
+        latest = ~F.col(QUARANTINED) & (F.col(RANK) == 1)
+        incoming = ranked.where(latest).select(*[F.col(quote(n)) for n in names])
+        stored = spark.table(env.table("silver", dataset.id))
+        if dataset.scd.type == 2:
+            stored = stored.where(F.col(quote(dataset.scd.current_column)))
+        cdc = dataset.cdc
+        if cdc is not None and cdc.delete_mode.value == "soft":
+            stored = stored.where(~F.coalesce(F.col(quote(cdc.deleted_column)), F.lit(False)))
+        kept = stored.select(*[F.col(quote(n)) for n in names]).join(
+            incoming.select(*[F.col(quote(k)) for k in keys]), on=keys, how="left_anti"
+        )
+        after = kept.unionByName(incoming)
+        columns = [F.col(quote(c)) for c in rule.key_columns]
+        present = columns[0].isNotNull()
+        for column in columns[1:]:
+            present = present & column.isNotNull()
+        value = columns[0] if len(columns) == 1 else F.struct(*columns)
+        rows, distinct = (
+            after.where(present).agg(F.count(F.lit(1)), F.count_distinct(value)).first()
+        )
+        return int(rows - distinct)
 
 
 @dataclass(frozen=True)
