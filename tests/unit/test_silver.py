@@ -168,6 +168,32 @@ def test_a_batch_with_every_row_quarantined_reconciles(spark, env):
     assert spark.table(silver.quarantine_table(env, ORDERS)).count() == 2
 
 
+def test_merge_counts_are_the_merges_own_when_another_commit_follows(spark, env):
+    """An OPTIMIZE landing right after the MERGE (maintenance) does not hide its counts."""
+    from delta.tables import DeltaTable
+
+    from lakeline.merges import merge_counts
+
+    _run(spark, env, [("1", "10.00", "01/03/2024", "2024-03-01T10:00:00")], "r1", 0)
+    table = silver.silver_table(env, ORDERS)
+    target = DeltaTable.forName(spark, table)
+    source = bronze_rows(spark, [("2", "20.00", "02/03/2024", "2024-03-02T10:00:00")])
+    typed = silver.classify(source, ORDERS).select(
+        *[f"__typed_{c.name}" for c in ORDERS.columns], *silver.LINEAGE
+    )
+    for c in ORDERS.columns:
+        typed = typed.withColumnRenamed(f"__typed_{c.name}", c.name)
+
+    def merge_then_optimize():
+        target.alias("t").merge(
+            typed.alias("s"), "t.order_id = s.order_id"
+        ).whenNotMatchedInsertAll().execute()
+        spark.sql(f"OPTIMIZE {table}")
+
+    counts = merge_counts(target, merge_then_optimize)
+    assert (counts["source"], counts["inserted"], counts["updated"]) == (1, 1, 0)
+
+
 def test_transform_streams_only_new_bronze_rows(spark, env):
     from lakeline.bronze import bronze_table
 

@@ -33,7 +33,7 @@ from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
-from lakeline.merges import merge_counts
+from lakeline.merges import commit_metrics, latest_version, merge_counts
 from lakeline.metadata import Dataset, SchemaDriftPolicy
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
@@ -184,11 +184,11 @@ def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict
     table = silver_table(env, dataset)
     target = DeltaTable.forName(spark, table)
     if target.detail().select("numFiles").first()[0] == 0:
-        before = target.history(1).select("version").first()[0]
+        before = latest_version(target)
         # By column name, as the MERGE's insert would.
         latest.write.format("delta").mode("append").saveAsTable(table)
-        last = target.history(1).select("version", "operationMetrics").first()
-        rows = 0 if last.version == before else int(last.operationMetrics["numOutputRows"])
+        written = commit_metrics(target, before, "WRITE") or {}
+        rows = int(written.get("numOutputRows", 0))
         return {"source": rows, "inserted": rows, "updated": 0}
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in dataset.primary_key)
     newer = None
