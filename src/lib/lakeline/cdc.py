@@ -209,15 +209,7 @@ def _check(
     checked, upserts = classify(dataset, batch, rules)
     checked = checked.persist()
     measures = rules.measure(spark, env, upserts)
-    stopping = measures.failures(quality.Action.fail)
-    if stopping:
-        report["stopped_by"] = [
-            {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
-            for o in stopping
-        ]
-        quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-        measures.raise_on_fail(dataset.id, f" batch {batch_id}")
-    report["warned"] = report.get("warned", 0) + measures.warned
+    quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)
     key = F.struct(*[_c(k) for k in _keys(dataset)])
     total, bad, keys = checked.agg(
         F.count(F.lit(1)),

@@ -568,6 +568,12 @@ class RuleSet:
         ).orderBy(*order)
         return checked.withColumn(RANK, F.row_number().over(window))
 
+    def _beyond_key(self, rule: Rule) -> bool:
+        """A ``unique`` rule that deduplication by primary key does not already satisfy."""
+        return rule.check is Check.unique and not set(self.dataset.primary_key) <= set(
+            rule.key_columns
+        )
+
     def measure(self, spark, env: Environment, checked: DataFrame) -> BatchMeasures:
         """Counters of every rule, and the dataset-level values, in one aggregation."""
         silver_bound = ~F.col(QUARANTINED)
@@ -578,18 +584,13 @@ class RuleSet:
             F.count(F.when(F.col(WARNED), 1)).alias("warned"),
         ]
         exprs += [F.count(F.when(F.col(_flag(i)), 1)).alias(_flag(i)) for i, _ in self.row_rules]
-        needs_rank = any(
-            r.check is Check.unique and not set(self.dataset.primary_key) <= set(r.key_columns)
-            for r in self.rules
-        )
+        needs_rank = any(self._beyond_key(r) for r in self.rules)
         frame = self.with_rank(checked) if needs_rank else checked
         for index, rule in enumerate(self.rules):
             out = f"__m_{index}"
             if rule.check is Check.null_percentage:
                 exprs.append(F.count(F.when(F.col(quote(rule.column)).isNull(), 1)).alias(out))
-            elif rule.check is Check.unique and set(self.dataset.primary_key) <= set(
-                rule.key_columns
-            ):
+            elif rule.check is Check.unique and not self._beyond_key(rule):
                 # Columns that include the primary key are unique after deduplication.
                 exprs.append(F.lit(0).alias(out))
             elif rule.check is Check.unique:
@@ -627,9 +628,7 @@ class RuleSet:
         row = frame.agg(*exprs).first().asDict()
         if needs_rank and env.exists(spark, "silver", self.dataset.id):
             for index, rule in enumerate(self.rules):
-                if rule.check is Check.unique and not set(self.dataset.primary_key) <= set(
-                    rule.key_columns
-                ):
+                if self._beyond_key(rule):
                     row[f"__m_{index}"] = self._duplicates_after(spark, env, frame, rule)
         return BatchMeasures(self, row)
 
@@ -755,6 +754,29 @@ class BatchMeasures:
 
     def failed_rule_counts(self) -> dict[str, int]:
         return {o.rule.name: o.failed for o in self.outcomes if not o.passed}
+
+
+def stop_on_fail(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    run_id: str,
+    batch_id: int | None,
+    measures: BatchMeasures,
+    report: dict,
+) -> None:
+    """Count the batch's warned rows into ``report``; if a ``fail`` rule failed, record the
+    batch's metrics, name the rules in ``report["stopped_by"]`` and raise QualityError,
+    before anything of the batch is written."""
+    report["warned"] = report.get("warned", 0) + measures.warned
+    stopping = measures.failures(Action.fail)
+    if stopping:
+        report["stopped_by"] = [
+            {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
+            for o in stopping
+        ]
+        record_metrics(spark, env, dataset, run_id, batch_id, measures)
+        measures.raise_on_fail(dataset.id, f" batch {batch_id}")
 
 
 # --------------------------------------------------------------------------- metrics table

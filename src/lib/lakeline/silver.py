@@ -232,18 +232,10 @@ def process_batch(
     total, bad = measures.total, measures.quarantined
     if total == 0:
         return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
-    report["warned"] = report.get("warned", 0) + measures.warned
     failed = report.setdefault("failed_rules", {})
     for name, rows in measures.failed_rule_counts().items():
         failed[name] = failed.get(name, 0) + rows
-    stopping = measures.failures(quality.Action.fail)
-    if stopping:
-        report["stopped_by"] = [
-            {"rule": o.rule.name, "rows_failed": o.failed, "rows_evaluated": o.evaluated}
-            for o in stopping
-        ]
-        quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-        measures.raise_on_fail(dataset.id, f" batch {batch_id}")
+    quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)
     source_columns = [c for c in batch.columns if not c.startswith("_")]
     if bad:
         write_quarantine(
