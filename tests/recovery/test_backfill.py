@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from lakeline import backfill, bronze, silver, state
+from lakeline.environment import SCHEMAS, Environment
 from lakeline.metadata import Dataset
 from lakeline.runlog import StepResult
 
@@ -57,20 +59,34 @@ def test_backfill_rebuilds_silver_from_bronze_alone(spark, env):
     assert spark.table(table).where(F.col("customer_id") == 4).count() == 0
 
 
-def test_lakeline_backfill_command_rebuilds_silver_equal_to_the_clean_run(spark, tmp_path, capsys):
+@pytest.fixture
+def job_catalog(spark):
+    """The job's default catalog, as the CLI uses it; dropped afterwards, because the
+    end-to-end tests run the job into the same catalog of the suite's session."""
+    from lakeline import cli
+    from lakeline.local.bundle import load_job
+
+    catalog = load_job(Path(__file__).resolve().parents[2], cli.JOB_KEY, None).variables["catalog"]
+    yield catalog
+    env = Environment(catalog, "", "", unity_catalog=False)
+    for schema in SCHEMAS:
+        spark.sql(f"DROP SCHEMA IF EXISTS {env.schema(schema)} CASCADE")
+
+
+def test_lakeline_backfill_command_rebuilds_silver_equal_to_the_clean_run(
+    spark, tmp_path, capsys, job_catalog
+):
     """`lakeline backfill customers` on a local work folder: silver comes back as it was."""
     import json
 
     from delta.tables import DeltaTable
 
     from lakeline import cli, pipeline
-    from lakeline.local.bundle import load_job
 
     repo = Path(__file__).resolve().parents[2]
     work = tmp_path / "work"
-    catalog = load_job(repo, cli.JOB_KEY, None).variables["catalog"]
     request = pipeline.Request(
-        catalog=catalog,
+        catalog=job_catalog,
         landing_root=str(work / "landing"),
         checkpoint_root=str(work / "checkpoints"),
         run_id="clean-1",
