@@ -70,14 +70,18 @@ def record(
         & (F.col("t.kind") == F.col("s.kind"))
         & (F.col("t.key") == F.col("s.key"))
     )
-    (
+    merge = (
         DeltaTable.forName(spark, env.table("ops", STATE_TABLE))
         .alias("t")
         .merge(updates.alias("s"), match)
-        .whenMatchedUpdateAll(condition="t.kind <> 'file' AND NOT (t.value <=> s.value)")
-        .whenNotMatchedInsertAll()
-        .execute()
     )
+    # A file entry never changes, so files alone make an insert-only MERGE, which Delta runs
+    # as one anti-join instead of a join to find the rows and another to write them.
+    if watermark is not None:
+        merge = merge.whenMatchedUpdateAll(
+            condition="t.kind <> 'file' AND NOT (t.value <=> s.value)"
+        )
+    merge.whenNotMatchedInsertAll().execute()
 
 
 def get(spark, env: Environment, dataset: str, kind: str) -> dict[str, str | None]:
