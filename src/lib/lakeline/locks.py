@@ -89,42 +89,53 @@ def _conflict(exc: Exception) -> bool:
     return "Concurrent" in text or "DELTA_CONCURRENT" in text
 
 
-def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: float = STALE_AFTER):
-    """Take the lock ``name`` for ``run_id``; None when taken, else the holder's row."""
-    from delta.tables import DeltaTable
+# The lock row as a MERGE source; values are parameters, never SQL text. The literal
+# partition predicate ``t.name = :name`` keeps other locks out of the conflict check.
+_MERGE = (
+    "MERGE INTO {table} t USING (SELECT :name AS name, :run_id AS run_id, :host AS host, "
+    "CAST(:pid AS BIGINT) AS pid, CAST(:at AS TIMESTAMP) AS acquired_at) s "
+    "ON t.name = :name AND t.name = s.name {matched}WHEN NOT MATCHED THEN INSERT *"
+)
 
-    ensure_lock_table(spark, env)
-    me = (socket.gethostname(), os.getpid())
-    for _ in range(5):
-        held = _holder(spark, env, name)
-        other = held is not None and (held.run_id, held.host, held.pid) != (run_id, *me)
-        if other and _alive(held.host, held.pid, held.acquired_at, stale_after):
-            return held
-        row = spark.createDataFrame([(name, run_id, *me, _now())], _SCHEMA)
-        # Replace only the holder just seen (a dead one, or ourselves): a compare-and-swap.
-        seen = F.lit(held.run_id if held is not None else "")
-        # The literal partition predicate keeps other locks out of the conflict check.
-        on = (F.col("t.name") == F.lit(name)) & (F.col("t.name") == F.col("s.name"))
+
+def _swap(spark, table: str, name: str, run_id: str, seen: str | None) -> bool:
+    """Write our row if the partition is empty, or (``seen`` given) if it still holds the
+    run ``seen``: a compare-and-swap. True when this MERGE wrote our row."""
+    me = {"name": name, "run_id": run_id, "host": socket.gethostname(), "pid": os.getpid()}
+    matched = "" if seen is None else "WHEN MATCHED AND t.run_id = :seen THEN UPDATE SET * "
+    args = {**me, "at": _now()} | ({} if seen is None else {"seen": seen})
+    counts = spark.sql(_MERGE.format(table=table, matched=matched), args=args).first()
+    return counts is not None and counts["num_affected_rows"] == 1
+
+
+def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: float = STALE_AFTER):
+    """Take the lock ``name`` for ``run_id``; None when taken, else the holder's row.
+
+    The free lock costs one MERGE that inserts only into an empty partition; its commit
+    metrics say whether it did. Delta's conflict check lets only one of two racing
+    MERGEs commit, so an inserted row is ours. A held lock is read, and replaced only
+    when its holder is dead or is this very run (a compare-and-swap on the holder seen).
+    """
+    table = ensure_lock_table(spark, env)
+    me = (run_id, socket.gethostname(), os.getpid())
+    seen: str | None = None
+    for attempt in range(5):
         try:
-            (
-                DeltaTable.forName(spark, env.table("ops", LOCK_TABLE))
-                .alias("t")
-                .merge(row.alias("s"), on)
-                .whenMatchedUpdateAll(condition=F.col("t.run_id") == seen)
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            if attempt == 0 and _swap(spark, table, name, run_id, None):
+                return None
+            held = _holder(spark, env, name)
+            other = held is not None and (held.run_id, held.host, held.pid) != me
+            if other and _alive(held.host, held.pid, held.acquired_at, stale_after):
+                return held
+            seen = held.run_id if held is not None else None
+            if _swap(spark, table, name, run_id, seen):
+                return None
         except Exception as exc:
             if not _conflict(exc):
                 raise
-            continue  # another run committed first: look again
-        held = _holder(spark, env, name)
-        if held is not None and (held.run_id, held.host, held.pid) == (run_id, *me):
-            return None
-        if held is not None:
-            return held
+        # Another run committed first: look again.
     held = _holder(spark, env, name)
-    if held is not None and (held.run_id, held.host, held.pid) == (run_id, *me):
+    if held is not None and (held.run_id, held.host, held.pid) == me:
         return None
     if held is None:
         raise ConcurrentRunError(
@@ -135,12 +146,13 @@ def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: fl
 
 
 def release(spark, env: Environment, name: str, run_id: str) -> None:
-    from delta.tables import DeltaTable
-
-    table = DeltaTable.forName(spark, env.table("ops", LOCK_TABLE))
+    table = env.table("ops", LOCK_TABLE)
     for _ in range(5):
         try:
-            table.delete((F.col("name") == F.lit(name)) & (F.col("run_id") == F.lit(run_id)))
+            spark.sql(
+                f"DELETE FROM {table} WHERE name = :name AND run_id = :run_id",
+                args={"name": name, "run_id": run_id},
+            )
             return
         except Exception as exc:
             if not _conflict(exc):
