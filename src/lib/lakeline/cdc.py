@@ -186,6 +186,12 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
         ]
         more = F.filter(F.array(*extra), lambda x: x.isNotNull()) if extra else F.array()
         reasons = F.array_distinct(F.concat(F.col(REASONS), more.cast("array<string>")))
+        # Said without the arrays (a reason of its own is an unknown operation or a missing
+        # sequence), so a filter on it pushed under this projection stays small to plan.
+        bad = reduce(
+            lambda a, b: a | b,
+            [F.col(QUARANTINED), op.isNull()] + [F.col(quote(s)).isNull() for s in sequence],
+        )
         return checked.select(
             RAW,
             *[quote(c.name) for c in dataset.columns],
@@ -194,7 +200,7 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
             op.alias(OP),
             reasons.alias(REASONS),
             FAILED_RULES,
-            (F.col(QUARANTINED) | (F.size(reasons) > 0)).alias(BAD),
+            bad.alias(BAD),
             *[
                 (F.col(f) if measured else F.lit(False)).alias(f)
                 for f in [*flags, QUARANTINED, WARNED]
@@ -209,7 +215,8 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
 class _Checked:
     """A checked batch: its valid changes and what the one counting pass found."""
 
-    good: DataFrame  # typed columns, lineage, ``_run_id``, ``__op``
+    changes: DataFrame  # every row: typed columns, lineage, ``_run_id``, ``__op``, ``__bad``
+    good: DataFrame  # the valid ones, without ``__bad``
     read: int
     quarantined: int
     applied: int  # valid changes with a distinct key (SCD1) or key and event time (SCD2)
@@ -252,23 +259,34 @@ def _check(
         source_columns = [c for c in batch.columns if not c.startswith("_")]
         silver.write_quarantine(spark, env, dataset, checked, BAD, source_columns, run_id, batch_id)
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-    good = checked.where(valid).select(
-        *[_c(c.name) for c in dataset.columns], *LINEAGE, "_run_id", OP
-    )
+    changes = checked.select(*[_c(c.name) for c in dataset.columns], *LINEAGE, "_run_id", OP, BAD)
+    good = changes.where(valid).drop(BAD)
     read = int(row["__read"])
     applied = int(row.get("__applied", read - bad))  # a snapshot applies every valid row
-    return _Checked(good, read, bad, applied, int(row["__deletes"]))
+    return _Checked(changes, good, read, bad, applied, int(row["__deletes"]))
 
 
 # --------------------------------------------------------------------------- SCD1
 
 
-def latest_change_per_key(changes: DataFrame, dataset: Dataset) -> DataFrame:
+def latest_change_per_key(
+    changes: DataFrame, dataset: Dataset, skip: str | None = None
+) -> DataFrame:
     """One change per key: the latest by sequence (then ingestion time, then file).
 
     With ``ignore_null_updates``, a column the latest update leaves null takes the last
     non-null value of the updates since the key's last insert or delete in the batch.
+
+    With ``skip``, the name of a boolean column, rows where it is true never win and are
+    left out (with that column). They are ranked last within their key and dropped after
+    the window rather than filtered before it: a filter there is pushed under the checking
+    projection, which makes the plan several times slower to optimise. (With
+    ``ignore_null_updates`` or soft deletes, whose windows read the other changes of a key,
+    they are filtered first.)
     """
+    cdc = settings(dataset)
+    if skip and (cdc.ignore_null_updates or cdc.delete_mode is DeleteMode.soft):
+        changes, skip = changes.where(~F.col(skip)).drop(skip), None
     sequence = _sequence(dataset)
     order = [_c(s).asc_nulls_first() for s in sequence]
     order += [F.col("_ingested_at").asc(), F.col("_source_file").asc()]
@@ -316,12 +334,15 @@ def latest_change_per_key(changes: DataFrame, dataset: Dataset) -> DataFrame:
             OP,
             F.col(CARRIED).isNotNull().alias(CARRIED),
         )
-    newest = [_c(s).desc_nulls_last() for s in sequence]
+    newest = [F.col(skip).asc()] if skip else []
+    newest += [_c(s).desc_nulls_last() for s in sequence]
     newest += [F.col("_ingested_at").desc(), F.col("_source_file").desc()]
     latest = Window.partitionBy(*keys).orderBy(*newest)
-    return (
-        frame.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1").drop("__rank")
-    )
+    keep = F.col("__rank") == 1
+    if skip:
+        keep = keep & ~F.col(skip)
+    ranked = frame.withColumn("__rank", F.row_number().over(latest)).where(keep)
+    return ranked.drop("__rank", *([skip] if skip else []))
 
 
 def _drop_tombstoned(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> DataFrame:
@@ -623,7 +644,7 @@ def process_batch(
         events = good.withColumn(EVENT_TIME, _c(_sequence(dataset)[0]))
         counts = merge_scd2(spark, env, dataset, events)
     else:
-        latest = latest_change_per_key(good, dataset)
+        latest = latest_change_per_key(batch_checked.changes, dataset, skip=BAD)
         counts = merge_scd1(spark, env, dataset, latest, deletes=batch_checked.deletes > 0)
     result = Counts(
         read=total,
