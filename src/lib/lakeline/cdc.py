@@ -10,8 +10,9 @@ the sequence alone decides which one wins, never the arrival order.
   ``ignore_null_updates`` an update keeps the values a null does not replace) and applied
   with one Delta MERGE. A key's row is never replaced by an older sequence, so a replayed
   batch changes nothing. A delete removes the row (``hard``) or sets the flag column
-  (``soft``); every delete leaves a tombstone (``ops.<dataset>__tombstones``) so an older
-  change arriving after a hard delete cannot bring the key back.
+  (``soft``); a hard delete leaves a tombstone (``ops.<dataset>__tombstones``) so an older
+  change arriving after it cannot bring the key back. A soft-deleted row keeps the
+  delete's sequence, which does the same.
 * **SCD2**: validity comes from the event time — the first sequence column —, not from
   processing time. For the keys a batch touches, the history in silver and the new events
   are merged into one timeline and the validity intervals recomputed: a late change splits

@@ -18,7 +18,7 @@ batch; a row's failures are gathered into arrays (``_reasons`` for the messages 
 quarantine rules it failed, ``_failed_rules`` for their names), so a row failing several
 rules carries all of them. Dataset-level rules (row count, null percentage, uniqueness,
 freshness, referential integrity) and the per-rule counters come from one aggregation over
-that same cached frame.
+that same (uncached) frame.
 
 Actions: ``warn`` keeps the row and counts it; ``quarantine`` (row rules only) sends the row
 to the quarantine table; ``fail`` stops the dataset before anything is written.
