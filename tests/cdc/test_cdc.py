@@ -243,3 +243,47 @@ def test_snapshots_become_inserts_updates_and_deletes(spark, env, scd):
             (3, "2.25", snap1, snap2, False),
             (4, "9.99", snap2, None, True),
         }
+
+
+def test_hard_deletes_append_tombstones_once_and_soft_deletes_need_none(spark, env):
+    from delta.tables import DeltaTable
+
+    from lakeline import cdc, quality
+    from lakeline.bronze import bronze_table
+
+    dataset = customers()
+    tombstones = cdc.tombstone_table(env, dataset)
+    land(env, "feed", 1, "cdc/customers")
+    run(spark, env, dataset, "r1")
+    assert [tuple(r) for r in spark.table(tombstones).select("customer_id", "lsn").collect()] == [
+        (2, 7)
+    ]
+    # The rules measure the changes, not the deletes: 11 rows, 1 of them a delete.
+    metrics = spark.table(quality.metrics_table(env)).where(F.col("check") == "not_null")
+    assert {r.rows_evaluated for r in metrics.collect()} == {10}
+    before = DeltaTable.forName(spark, tombstones).history(1).first().version
+    folder = Path(env.source_path("cdc/customers"))
+    (folder / "more.csv").write_text(
+        "op,customer_id,name,city,changed_at,lsn\nU,3,Cat,Turin,2024-01-08T10:00:00,20\n"
+    )
+    run(spark, env, dataset, "r2")  # no delete: the tombstone table is not touched
+    assert DeltaTable.forName(spark, tombstones).history(1).first().version == before
+    # All of bronze again as one batch (a replay): the delete is already tombstoned.
+    silver_before = silver_rows(spark, env, dataset, COLUMNS).collect()
+    again = spark.table(bronze_table(env, dataset))
+    counts = cdc.process_batch(spark, env, dataset, again, 99, "again")
+    assert counts["inserted"] == counts["deleted"] == 0  # same-sequence rows are rewritten
+    assert spark.table(tombstones).count() == 1
+    assert sorted(silver_rows(spark, env, dataset, COLUMNS).collect()) == sorted(silver_before)
+
+    soft = customers(id="customers_soft", source={"path": "cdc/soft"}, cdc={"delete_mode": "soft"})
+    land(env, "feed", 1, "cdc/soft")
+    run(spark, env, soft, "r1")
+    late = Path(env.source_path("cdc/soft")) / "late.csv"
+    late.write_text(  # older than customer 2's delete: refused without a tombstone
+        "op,customer_id,name,city,changed_at,lsn\nU,2,Bob,Nantes,2024-01-03T10:00:00,12\n"
+    )
+    run(spark, env, soft, "r2")
+    assert not env.exists(spark, "ops", "customers_soft__tombstones")
+    row = silver_rows(spark, env, soft, [*COLUMNS, "_is_deleted"]).where("customer_id = 2")
+    assert [(r.city, r.lsn, r._is_deleted) for r in row.collect()] == [("Lyon", 7, True)]

@@ -10,8 +10,9 @@ the sequence alone decides which one wins, never the arrival order.
   ``ignore_null_updates`` an update keeps the values a null does not replace) and applied
   with one Delta MERGE. A key's row is never replaced by an older sequence, so a replayed
   batch changes nothing. A delete removes the row (``hard``) or sets the flag column
-  (``soft``); every delete leaves a tombstone (``ops.<dataset>__tombstones``) so an older
-  change arriving after a hard delete cannot bring the key back.
+  (``soft``); a hard delete leaves a tombstone (``ops.<dataset>__tombstones``) so an older
+  change arriving after it cannot bring the key back. A soft-deleted row keeps the
+  delete's sequence, which does the same.
 * **SCD2**: validity comes from the event time — the first sequence column —, not from
   processing time. For the keys a batch touches, the history in silver and the new events
   are merged into one timeline and the validity intervals recomputed: a late change splits
@@ -46,7 +47,7 @@ from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
 from lakeline.merges import merge_counts
 from lakeline.metadata import Cdc, Dataset, DeleteMode, LoadType
-from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
+from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, WARNED, RuleSet
 
 OP = "__op"
 EVENT_TIME = "__event_time"
@@ -55,6 +56,7 @@ LINEAGE = ("_source_file", "_ingested_at")
 _PRIORITY = "__priority"
 CARRIED = "__carried"
 BAD = "__bad"
+MEASURED = "__measured"
 _GONE = "__gone"
 
 
@@ -91,8 +93,14 @@ def handles(dataset: Dataset) -> bool:
 
 
 def keeps_tombstones(dataset: Dataset) -> bool:
-    """Whether applying a batch ends with a tombstone MERGE (SCD1 ordered by a sequence)."""
-    return dataset.scd.type != 2 and bool(_sequence(dataset))
+    """Whether deletes leave tombstones: SCD1 ordered by a sequence, with hard deletes. A
+    soft-deleted row keeps its key and the delete's sequence in silver itself, so the MERGE
+    already refuses the older changes a tombstone would."""
+    return (
+        dataset.scd.type != 2
+        and bool(_sequence(dataset))
+        and settings(dataset).delete_mode is DeleteMode.hard
+    )
 
 
 def tombstone_table(env: Environment, dataset: Dataset) -> str:
@@ -143,8 +151,10 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
     """A batch of changes checked as a change feed, without writing anything.
 
     Returns every row with its raw record (``__raw``), typed columns, lineage, ``_run_id``,
-    ``__op``, ``_reasons``, ``_failed_rules`` and ``__bad`` (true = quarantine it); and the
-    non-delete rows as ``RuleSet.evaluate`` returns them, for ``RuleSet.measure``.
+    ``__op``, ``_reasons``, ``_failed_rules`` and ``__bad`` (true = quarantine it), plus the
+    columns ``RuleSet.measure`` reads, for ``rules`` on the non-delete rows (``__measured``
+    true; the flags are false on deletes); and the non-delete rows as ``RuleSet.evaluate``
+    returns them.
 
     Deletes are checked for their key and sequence only (a delete usually carries nothing
     else); other changes by every quality rule. An unknown operation and a missing
@@ -166,7 +176,9 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
     upserts = rules.evaluate(framed.where(~is_delete))
     deletes = delete_rules.evaluate(framed.where(is_delete))
 
-    def shaped(checked: DataFrame) -> DataFrame:
+    flags = [quality.flag_column(i) for i, _ in rules.row_rules]
+
+    def shaped(checked: DataFrame, measured: bool) -> DataFrame:
         op = F.col(RAW).getField(OP)
         extra = [F.when(op.isNull(), F.lit("unknown operation (not in the cdc values)"))]
         extra += [
@@ -175,6 +187,12 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
         ]
         more = F.filter(F.array(*extra), lambda x: x.isNotNull()) if extra else F.array()
         reasons = F.array_distinct(F.concat(F.col(REASONS), more.cast("array<string>")))
+        # Said without the arrays (a reason of its own is an unknown operation or a missing
+        # sequence), so a filter on it pushed under this projection stays small to plan.
+        bad = reduce(
+            lambda a, b: a | b,
+            [F.col(QUARANTINED), op.isNull()] + [F.col(quote(s)).isNull() for s in sequence],
+        )
         return checked.select(
             RAW,
             *[quote(c.name) for c in dataset.columns],
@@ -183,10 +201,27 @@ def classify(dataset: Dataset, batch: DataFrame, rules: RuleSet) -> tuple[DataFr
             op.alias(OP),
             reasons.alias(REASONS),
             FAILED_RULES,
-            (F.col(QUARANTINED) | (F.size(reasons) > 0)).alias(BAD),
+            bad.alias(BAD),
+            *[
+                (F.col(f) if measured else F.lit(False)).alias(f)
+                for f in [*flags, QUARANTINED, WARNED]
+            ],
+            F.lit(measured).alias(MEASURED),
         )
 
-    return shaped(upserts).unionByName(shaped(deletes)), upserts
+    return shaped(upserts, True).unionByName(shaped(deletes, False)), upserts
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A checked batch: its valid changes and what the one counting pass found."""
+
+    changes: DataFrame  # every row: typed columns, lineage, ``_run_id``, ``__op``, ``__bad``
+    good: DataFrame  # the valid ones, without ``__bad``
+    read: int
+    quarantined: int
+    applied: int  # valid changes with a distinct key (SCD1) or key and event time (SCD2)
+    deletes: int  # valid deletes
 
 
 def _check(
@@ -198,41 +233,61 @@ def _check(
     run_id: str,
     rules: RuleSet,
     report: dict,
-) -> tuple[DataFrame, DataFrame, int, int, int]:
-    """The checked batch (persisted: unpersist it), its valid changes (typed columns,
-    lineage, ``_run_id``, ``__op``), and the counts read, quarantined and distinct valid keys.
-
-    Checked by ``classify``; rejects go to quarantine with reasons.
+) -> _Checked:
+    """Check a batch by ``classify``, with the rules' counters and the batch's own counts in
+    one uncached aggregation; rejects go to quarantine with reasons (only read when a row
+    failed). A failed ``fail`` rule stops the batch before anything is written.
     """
     from lakeline import silver
 
-    checked, upserts = classify(dataset, batch, rules)
-    checked = checked.persist()
-    measures = rules.measure(spark, env, upserts)
+    checked, _ = classify(dataset, batch, rules)
+    valid = ~F.col(BAD)
+    extra = {
+        "__read": F.count(F.lit(1)),
+        "__bad": F.count(F.when(F.col(BAD), 1)),
+        "__deletes": F.count(F.when(valid & (F.col(OP) == DELETE), 1)),
+    }
+    if dataset.load.type is LoadType.cdc:
+        applied = [_c(k) for k in _keys(dataset)]
+        if dataset.scd.type == 2:
+            applied.append(_c(_sequence(dataset)[0]))  # the event time
+        extra["__applied"] = F.count_distinct(F.when(valid, F.struct(*applied)))
+    measures = rules.measure(spark, env, checked, within=F.col(MEASURED), extra=extra)
+    row = measures.row
     quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)
-    key = F.struct(*[_c(k) for k in _keys(dataset)])
-    total, bad, keys = checked.agg(
-        F.count(F.lit(1)),
-        F.count(F.when(F.col(BAD), 1)),
-        F.count_distinct(F.when(~F.col(BAD), key)),
-    ).first()
+    bad = int(row["__bad"])
     if bad:
         source_columns = [c for c in batch.columns if not c.startswith("_")]
         silver.write_quarantine(spark, env, dataset, checked, BAD, source_columns, run_id, batch_id)
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
-    good = checked.where(~F.col(BAD)).drop(RAW, REASONS, FAILED_RULES, BAD)
-    return checked, good, total, bad, keys
+    changes = checked.select(*[_c(c.name) for c in dataset.columns], *LINEAGE, "_run_id", OP, BAD)
+    good = changes.where(valid).drop(BAD)
+    read = int(row["__read"])
+    applied = int(row.get("__applied", read - bad))  # a snapshot applies every valid row
+    return _Checked(changes, good, read, bad, applied, int(row["__deletes"]))
 
 
 # --------------------------------------------------------------------------- SCD1
 
 
-def latest_change_per_key(changes: DataFrame, dataset: Dataset) -> DataFrame:
+def latest_change_per_key(
+    changes: DataFrame, dataset: Dataset, skip: str | None = None
+) -> DataFrame:
     """One change per key: the latest by sequence (then ingestion time, then file).
 
     With ``ignore_null_updates``, a column the latest update leaves null takes the last
     non-null value of the updates since the key's last insert or delete in the batch.
+
+    With ``skip``, the name of a boolean column, rows where it is true never win and are
+    left out (with that column). They are ranked last within their key and dropped after
+    the window rather than filtered before it: a filter there is pushed under the checking
+    projection, which makes the plan several times slower to optimise. (With
+    ``ignore_null_updates`` or soft deletes, whose windows read the other changes of a key,
+    they are filtered first.)
     """
+    cdc = settings(dataset)
+    if skip and (cdc.ignore_null_updates or cdc.delete_mode is DeleteMode.soft):
+        changes, skip = changes.where(~F.col(skip)).drop(skip), None
     sequence = _sequence(dataset)
     order = [_c(s).asc_nulls_first() for s in sequence]
     order += [F.col("_ingested_at").asc(), F.col("_source_file").asc()]
@@ -280,18 +335,21 @@ def latest_change_per_key(changes: DataFrame, dataset: Dataset) -> DataFrame:
             OP,
             F.col(CARRIED).isNotNull().alias(CARRIED),
         )
-    newest = [_c(s).desc_nulls_last() for s in sequence]
+    newest = [F.col(skip).asc()] if skip else []
+    newest += [_c(s).desc_nulls_last() for s in sequence]
     newest += [F.col("_ingested_at").desc(), F.col("_source_file").desc()]
     latest = Window.partitionBy(*keys).orderBy(*newest)
-    return (
-        frame.withColumn("__rank", F.row_number().over(latest)).where("__rank = 1").drop("__rank")
-    )
+    keep = F.col("__rank") == 1
+    if skip:
+        keep = keep & ~F.col(skip)
+    ranked = frame.withColumn("__rank", F.row_number().over(latest)).where(keep)
+    return ranked.drop("__rank", *([skip] if skip else []))
 
 
 def _drop_tombstoned(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> DataFrame:
     """Changes no later than a delete already applied to their key are stale."""
     sequence = _sequence(dataset)
-    if not sequence or not env.exists(spark, "ops", f"{dataset.id}__tombstones"):
+    if not keeps_tombstones(dataset) or not env.exists(spark, "ops", f"{dataset.id}__tombstones"):
         return latest
     tombs = spark.table(tombstone_table(env, dataset)).alias("t")
     on = reduce(lambda a, b: a & b, [_c(k, "s") == _c(k, "t") for k in _keys(dataset)])
@@ -299,28 +357,26 @@ def _drop_tombstoned(spark, env: Environment, dataset: Dataset, latest: DataFram
 
 
 def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> None:
-    from delta.tables import DeltaTable
+    """Append a tombstone (key and sequence) for every delete among ``latest``.
 
-    sequence = _sequence(dataset)
-    if not sequence:
+    ``latest`` has been through ``_drop_tombstoned``, so each of its deletes is later than
+    every tombstone of its key: an append, with no MERGE, and a batch replayed after a stop
+    adds nothing twice. A key deleted again later has a tombstone per delete; the latest
+    one decides.
+    """
+    if not keeps_tombstones(dataset):
         return
-    deletes = latest.where(F.col(OP) == DELETE).select(*_keys(dataset), *sequence)
-    table = tombstone_table(env, dataset)
-    if not env.exists(spark, "ops", f"{dataset.id}__tombstones"):
-        deletes.limit(0).write.format("delta").mode("ignore").saveAsTable(table)
-    on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in _keys(dataset)])
-    (
-        DeltaTable.forName(spark, table)
-        .alias("t")
-        .merge(deletes.alias("s"), on)
-        .whenMatchedUpdateAll(condition=newer_or_same(sequence))
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    deletes = latest.where(F.col(OP) == DELETE).select(*_keys(dataset), *_sequence(dataset))
+    # Created by its first append, with the key and sequence columns.
+    deletes.write.format("delta").mode("append").saveAsTable(tombstone_table(env, dataset))
 
 
-def merge_scd1(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict[str, int]:
-    """Apply one change per key to the SCD1 silver table with one MERGE."""
+def merge_scd1(
+    spark, env: Environment, dataset: Dataset, latest: DataFrame, deletes: bool = True
+) -> dict[str, int]:
+    """Apply one change per key to the SCD1 silver table with one MERGE, then record the
+    tombstones of its deletes (``deletes=False``: the changes have none, nothing to record).
+    """
     from delta.tables import DeltaTable
 
     from lakeline.silver import silver_table
@@ -368,7 +424,8 @@ def merge_scd1(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> 
     else:
         merge = merge.whenNotMatchedInsert(condition=~is_delete, values={**insert, **lineage})
     counts = merge_counts(target, merge.execute)
-    _record_tombstones(spark, env, dataset, latest)
+    if deletes:
+        _record_tombstones(spark, env, dataset, latest)
     return counts
 
 
@@ -571,45 +628,40 @@ def process_batch(
     """Check, quarantine and apply one bronze batch of changes (or snapshots); its counts.
 
     Reconciles: rows read = quarantined + applied + duplicates (changes superseded within
-    the batch, or snapshot rows with an unchanged or repeated key).
+    the batch, or snapshot rows with an unchanged or repeated key). Nothing is cached: the
+    counts come from the one checking pass and the MERGE's commit.
     """
     rules = rules or RuleSet.of(dataset)
     report = quality_report if quality_report is not None else {}
-    checked, good, total, bad, keys = _check(
-        spark, env, dataset, batch, batch_id, run_id, rules, report
+    batch_checked = _check(spark, env, dataset, batch, batch_id, run_id, rules, report)
+    total, bad, good = batch_checked.read, batch_checked.quarantined, batch_checked.good
+    if total == 0:
+        return Counts().as_dict()
+    valid = total - bad
+    applied = batch_checked.applied
+    if dataset.load.type is LoadType.snapshot:
+        counts = _apply_snapshots(spark, env, dataset, good)
+    elif dataset.scd.type == 2:
+        events = good.withColumn(EVENT_TIME, _c(_sequence(dataset)[0]))
+        counts = merge_scd2(spark, env, dataset, events)
+    else:
+        latest = latest_change_per_key(batch_checked.changes, dataset, skip=BAD)
+        counts = merge_scd1(spark, env, dataset, latest, deletes=batch_checked.deletes > 0)
+    result = Counts(
+        read=total,
+        quarantined=bad,
+        duplicates=valid - applied,
+        merged=applied,
+        inserted=counts["inserted"],
+        updated=counts["updated"],
+        deleted=counts["deleted"],
     )
-    try:
-        if total == 0:
-            return Counts().as_dict()
-        valid = total - bad
-        if dataset.load.type is LoadType.snapshot:
-            counts = _apply_snapshots(spark, env, dataset, good)
-            applied = valid
-        elif dataset.scd.type == 2:
-            events = good.withColumn(EVENT_TIME, _c(_sequence(dataset)[0]))
-            counts = merge_scd2(spark, env, dataset, events)
-            applied = events.select(*_keys(dataset), EVENT_TIME).distinct().count()
-        else:
-            latest = latest_change_per_key(good, dataset)
-            counts = merge_scd1(spark, env, dataset, latest)
-            applied = keys  # one change per key
-        result = Counts(
-            read=total,
-            quarantined=bad,
-            duplicates=valid - applied,
-            merged=applied,
-            inserted=counts["inserted"],
-            updated=counts["updated"],
-            deleted=counts["deleted"],
+    if result.duplicates < 0:
+        raise ReconciliationError(
+            f"dataset '{dataset.id}' batch {batch_id}: {total} rows read but {applied} "
+            f"applied and {bad} quarantined"
         )
-        if result.duplicates < 0:
-            raise ReconciliationError(
-                f"dataset '{dataset.id}' batch {batch_id}: {total} rows read but {applied} "
-                f"applied and {bad} quarantined"
-            )
-        return result.as_dict()
-    finally:
-        checked.unpersist()
+    return result.as_dict()
 
 
 def _apply_snapshots(spark, env: Environment, dataset: Dataset, good: DataFrame) -> dict[str, int]:

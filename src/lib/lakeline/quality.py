@@ -18,7 +18,7 @@ batch; a row's failures are gathered into arrays (``_reasons`` for the messages 
 quarantine rules it failed, ``_failed_rules`` for their names), so a row failing several
 rules carries all of them. Dataset-level rules (row count, null percentage, uniqueness,
 freshness, referential integrity) and the per-rule counters come from one aggregation over
-that same cached frame.
+that same (uncached) frame.
 
 Actions: ``warn`` keeps the row and counts it; ``quarantine`` (row rules only) sends the row
 to the quarantine table; ``fail`` stops the dataset before anything is written.
@@ -461,7 +461,8 @@ def _valid(rule: Rule, dataset: Dataset) -> F.Column:
     raise LakelineError(f"rule '{rule.name}': {rule.check.value} is not a row rule")
 
 
-def _flag(index: int) -> str:
+def flag_column(index: int) -> str:
+    """The column ``RuleSet.evaluate`` gives the ``index``-th rule: true = the row failed it."""
     return f"__failed_{index}"
 
 
@@ -517,12 +518,12 @@ class RuleSet:
                     f"dataset '{dataset.id}': rule '{rule.name}': the expression "
                     f"{rule.expression!r} cannot be evaluated: {first}"
                 ) from None
-            flags.append((~F.coalesce(valid, F.lit(False))).alias(_flag(index)))
+            flags.append((~F.coalesce(valid, F.lit(False))).alias(flag_column(index)))
         flagged = staged.select("*", *flags)
 
         def failed(action: Action, label) -> F.Column:
             items = [
-                F.when(F.col(_flag(i)), F.lit(label(r)))
+                F.when(F.col(flag_column(i)), F.lit(label(r)))
                 for i, r in self.row_rules
                 if r.effective_action is action
             ]
@@ -534,7 +535,7 @@ class RuleSet:
             result = F.lit(False)
             for i, r in self.row_rules:
                 if r.effective_action is action:
-                    result = result | F.col(_flag(i))
+                    result = result | F.col(flag_column(i))
             return result
 
         # The arrays are built only for the rows that need them: a passing row gets an
@@ -554,18 +555,20 @@ class RuleSet:
         )
         return marked
 
-    def with_rank(self, checked: DataFrame) -> DataFrame:
+    def with_rank(self, checked: DataFrame, within: F.Column | None = None) -> DataFrame:
         """``checked`` with ``__rank``: 1 for the row that would reach silver for its key
-        (the latest by sequence among the rows not quarantined). A window over the whole
-        batch, so only added where a rule needs it (uniqueness after deduplication)."""
+        (the latest by sequence among the rows not quarantined, and among the rows
+        ``within`` selects when given). A window over the whole batch, so only added where a
+        rule needs it (uniqueness after deduplication)."""
         dataset = self.dataset
         order = []
         if dataset.sequence_column:
             order.append(F.col(quote(dataset.sequence_column)).desc_nulls_last())
         order += [F.col("_ingested_at").desc(), F.col("_source_file").desc()]
-        window = Window.partitionBy(
-            F.col(QUARANTINED), *[F.col(quote(k)) for k in dataset.primary_key]
-        ).orderBy(*order)
+        groups = [F.col(QUARANTINED), *[F.col(quote(k)) for k in dataset.primary_key]]
+        if within is not None:
+            groups.insert(0, within)
+        window = Window.partitionBy(*groups).orderBy(*order)
         return checked.withColumn(RANK, F.row_number().over(window))
 
     def _beyond_key(self, rule: Rule) -> bool:
@@ -574,22 +577,40 @@ class RuleSet:
             rule.key_columns
         )
 
-    def measure(self, spark, env: Environment, checked: DataFrame) -> BatchMeasures:
-        """Counters of every rule, and the dataset-level values, in one aggregation."""
-        silver_bound = ~F.col(QUARANTINED)
+    def measure(
+        self,
+        spark,
+        env: Environment,
+        checked: DataFrame,
+        within: F.Column | None = None,
+        extra: dict[str, F.Column] | None = None,
+    ) -> BatchMeasures:
+        """Counters of every rule, and the dataset-level values, in one aggregation.
+
+        ``within``, a boolean column of ``checked``, limits the rules to the rows where it is
+        true (a change feed's deletes are checked by other rules); the other rows are only
+        seen by ``extra``: aggregates over all of ``checked`` computed in the same pass, by
+        name, in ``BatchMeasures.row``.
+        """
+        scope = F.lit(True) if within is None else F.coalesce(within, F.lit(False))
+        silver_bound = scope & ~F.col(QUARANTINED)
         latest = silver_bound & (F.col(RANK) == 1)
         exprs = [
-            F.count(F.lit(1)).alias("total"),
-            F.count(F.when(F.col(QUARANTINED), 1)).alias("quarantined"),
-            F.count(F.when(F.col(WARNED), 1)).alias("warned"),
+            F.count(F.when(scope, 1)).alias("total"),
+            F.count(F.when(scope & F.col(QUARANTINED), 1)).alias("quarantined"),
+            F.count(F.when(scope & F.col(WARNED), 1)).alias("warned"),
         ]
-        exprs += [F.count(F.when(F.col(_flag(i)), 1)).alias(_flag(i)) for i, _ in self.row_rules]
+        for index, _ in self.row_rules:
+            failed = scope & F.col(flag_column(index))
+            exprs.append(F.count(F.when(failed, 1)).alias(flag_column(index)))
+        exprs += [value.alias(name) for name, value in (extra or {}).items()]
         needs_rank = any(self._beyond_key(r) for r in self.rules)
-        frame = self.with_rank(checked) if needs_rank else checked
+        frame = self.with_rank(checked, within) if needs_rank else checked
         for index, rule in enumerate(self.rules):
             out = f"__m_{index}"
             if rule.check is Check.null_percentage:
-                exprs.append(F.count(F.when(F.col(quote(rule.column)).isNull(), 1)).alias(out))
+                nulls = scope & F.col(quote(rule.column)).isNull()
+                exprs.append(F.count(F.when(nulls, 1)).alias(out))
             elif rule.check is Check.unique and not self._beyond_key(rule):
                 # Columns that include the primary key are unique after deduplication.
                 exprs.append(F.lit(0).alias(out))
@@ -629,10 +650,12 @@ class RuleSet:
         if needs_rank and env.exists(spark, "silver", self.dataset.id):
             for index, rule in enumerate(self.rules):
                 if self._beyond_key(rule):
-                    row[f"__m_{index}"] = self._duplicates_after(spark, env, frame, rule)
+                    row[f"__m_{index}"] = self._duplicates_after(spark, env, frame, rule, latest)
         return BatchMeasures(self, row)
 
-    def _duplicates_after(self, spark, env: Environment, ranked: DataFrame, rule: Rule) -> int:
+    def _duplicates_after(
+        self, spark, env: Environment, ranked: DataFrame, rule: Rule, latest: F.Column
+    ) -> int:
         """Duplicates of ``rule``'s columns in silver as it will be after this batch.
 
         That is the stored rows whose key the batch does not replace (current versions only
@@ -643,7 +666,6 @@ class RuleSet:
         dataset = self.dataset
         keys = list(dataset.primary_key)
         names = list(dict.fromkeys([*keys, *rule.key_columns]))
-        latest = ~F.col(QUARANTINED) & (F.col(RANK) == 1)
         incoming = ranked.where(latest).select(*[F.col(quote(n)) for n in names])
         stored = spark.table(env.table("silver", dataset.id))
         if dataset.scd.type == 2:
@@ -694,7 +716,7 @@ class BatchMeasures:
         silver_bound = total - int(self.row["quarantined"])
         for index, rule in enumerate(self.ruleset.rules):
             if rule.row_level:
-                failed = int(self.row[_flag(index)])
+                failed = int(self.row[flag_column(index)])
                 self.outcomes.append(Outcome(rule, total, failed, float(failed), failed == 0))
                 continue
             measured = self.row.get(f"__m_{index}")
