@@ -69,3 +69,23 @@ def test_second_run_fails_with_a_clear_message_and_writes_nothing(spark, env, tm
     run_transform(spark, request("second"))  # once released, the next run goes ahead
     assert env.exists(spark, "silver", "customers_cdc")
     assert spark.table(env.table("ops", locks.LOCK_TABLE)).count() == 0  # released
+
+
+def test_tasks_creating_the_lock_table_at_once_all_get_it(spark, env):
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            locks.ensure_lock_table(spark, env)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert env.exists(spark, "ops", locks.LOCK_TABLE)

@@ -47,7 +47,9 @@ class ConcurrentRunError(LakelineError):
 
 def ensure_lock_table(spark, env: Environment) -> str:
     name = env.table("ops", LOCK_TABLE)
-    if not env.exists(spark, "ops", LOCK_TABLE):
+    for attempt in range(10):
+        if env.exists(spark, "ops", LOCK_TABLE):
+            return name
         try:
             spark.sql(
                 f"CREATE TABLE IF NOT EXISTS {name} (name STRING NOT NULL, run_id STRING NOT NULL, "
@@ -55,9 +57,13 @@ def ensure_lock_table(spark, env: Environment) -> str:
                 "USING DELTA PARTITIONED BY (name) "
                 "COMMENT 'lakeline: which run is working on which dataset and layer'"
             )
-        except Exception:  # created by a concurrent task meanwhile
-            if not env.exists(spark, "ops", LOCK_TABLE):
+            return name
+        except Exception:
+            # A concurrent task is creating it: its files are there before the table is
+            # registered, so look again shortly.
+            if attempt == 9:
                 raise
+            time.sleep(0.5)
     return name
 
 
