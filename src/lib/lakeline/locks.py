@@ -124,7 +124,6 @@ def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: fl
     """
     table = ensure_lock_table(spark, env)
     me = (run_id, socket.gethostname(), os.getpid())
-    seen: str | None = None
     for attempt in range(5):
         try:
             if attempt == 0 and _swap(spark, table, name, run_id, None):
