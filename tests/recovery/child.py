@@ -4,7 +4,8 @@
 
 KILL is ``module.function:N:before|after`` (SIGKILL this process at the N-th call of the
 function, before or after it runs) or ``none``. A run that finishes writes the silver
-rows and the bronze row count to DUMP as JSON.
+rows, the bronze and quarantine row counts and the files in the state table to DUMP as
+JSON.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def main(work: str, metadata: str, landing: str, run_id: str, kill: str, dump: s
         "silver": sorted(json.dumps(r.asDict(), default=str) for r in rows.collect()),
         "bronze_rows": spark.table(env.table("bronze", "customers_cdc")).count(),
         "quarantine_rows": spark.table(env.table("quarantine", "customers_cdc")).count(),
+        "state_files": [
+            r.key
+            for r in spark.table(env.table("ops", "state"))
+            .where("dataset = 'customers_cdc' AND kind = 'file'")
+            .collect()
+        ],
     }
     with open(dump, "w") as f:
         json.dump(result, f)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lakeline import locks
+from lakeline.errors import LakelineError
 from lakeline.pipeline import Request, run_sync, run_transform
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cdc"
@@ -89,3 +90,41 @@ def test_tasks_creating_the_lock_table_at_once_all_get_it(spark, env):
         t.join()
     assert errors == []
     assert env.exists(spark, "ops", locks.LOCK_TABLE)
+
+
+def _lock_rows(spark, env) -> list[tuple[str, str]]:
+    rows = spark.table(env.table("ops", locks.LOCK_TABLE)).select("name", "run_id").collect()
+    return sorted((r.name, r.run_id) for r in rows)
+
+
+def test_giving_a_lock_back_removes_only_what_is_ours(spark, env):
+    held = locks.acquire(spark, env, "orders", "bronze", "mine")
+    assert _lock_rows(spark, env) == [("orders/bronze", "mine")]
+    held.release(spark, env)  # held briefly: its partition is dropped
+    assert _lock_rows(spark, env) == []
+    # A lock another run holds now (as after a takeover of ours): released for an unknown
+    # or a long time, only our own row could go, so theirs stays.
+    locks.acquire(spark, env, "orders", "silver", "other")
+    locks.release(spark, env, "orders/silver", "mine")
+    locks.release(spark, env, "orders/silver", "mine", held_for=locks.STALE_AFTER)
+    assert _lock_rows(spark, env) == [("orders/silver", "other")]
+
+
+def test_a_step_of_an_unknown_dataset_gives_the_lock_back(spark, env, tmp_path):
+    folder = tmp_path / "metadata" / "datasets"
+    folder.mkdir(parents=True)
+    shutil.copy(FIXTURES / "customers.yml", folder / "customers_cdc.yml")
+    request = Request(
+        catalog=env.catalog,
+        landing_root=env.landing_root,
+        checkpoint_root=env.checkpoint_root,
+        run_id="typo",
+        metadata_dir=str(folder.parent),
+        dataset="customers_cbc",
+        layer="silver",
+    )
+    run_sync(spark, request)
+    # The lock is taken while the control table is read; the read fails, the lock is freed.
+    with pytest.raises(LakelineError, match="'customers_cbc' is not an enabled dataset"):
+        run_transform(spark, request)
+    assert _lock_rows(spark, env) == []

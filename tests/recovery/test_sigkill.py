@@ -18,13 +18,13 @@ CHILD = Path(__file__).with_name("child.py")
 
 # Killed in turn, each run resuming what the previous one left: during ingest (bronze
 # micro-batch committed, its state and checkpoint not), during the next ingest (the
-# replayed batch skipped by its marker, the next one committed and its state recorded,
-# its checkpoint not), during the silver merge (silver merged, the tombstones and the
-# checkpoint not), after the silver batch (merged, tombstones and quarantine written, the
-# checkpoint not), then a run to the end.
+# replayed batch not written again but its state recorded, the next one committed and
+# its state recorded, its checkpoint not), during the silver merge (silver merged, the
+# tombstones and the checkpoint not), after the silver batch (merged, tombstones and
+# quarantine written, the checkpoint not), then a run to the end.
 KILLS = [
     "lakeline.bronze._append:1:after",
-    "lakeline.state.record:1:after",
+    "lakeline.state.record:2:after",
     "lakeline.cdc._record_tombstones:1:before",
     "lakeline.cdc.process_batch:1:after",
 ]
@@ -97,3 +97,6 @@ def test_sigkill_at_each_step_then_rerun_equals_a_clean_run(tmp_path):
     assert final["silver"] == sorted(expected)
     assert final["bronze_rows"] == 17  # every feed row exactly once: no duplicates, no loss
     assert final["quarantine_rows"] == 2  # the two bad changes, quarantined once
+    # The state table lists every source file once, the replayed batches' files included.
+    files = sorted(Path(f.removeprefix("file:")).name for f in final["state_files"])
+    assert files == sorted(f.name for f in folder.iterdir())

@@ -260,8 +260,7 @@ def _stream_into_bronze(
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         marker = {"stream": "bronze", "batch": batch_id}
-        if marker in _committed_markers(spark, target):
-            return  # replay of a batch committed before a crash: already in bronze
+        replay = marker in _committed_markers(spark, target)
         if refit is not None:
             batch = refit(batch)
         metrics = [
@@ -271,18 +270,26 @@ def _stream_into_bronze(
         if wm is not None:
             typed = F.col(f"`{wm.source_name}`").cast(parse_type(wm.type))
             metrics.append(F.max(typed).cast("string").alias("watermark"))
-        observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
-        framed = _with_lineage(batch.observe(observation, *metrics), run_id)
-        _append(framed, target, marker, merge_schema)
-        got = observation.get
-        seen["rows"] += got["rows"]
+        if replay:
+            # Committed to bronze before a crash: not written again, but its state may be
+            # missing, so it is worked out from the batch and merged (idempotent).
+            got = batch.agg(*metrics).first().asDict()
+        else:
+            observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
+            framed = _with_lineage(batch.observe(observation, *metrics), run_id)
+            _append(framed, target, marker, merge_schema)
+            got = observation.get
+            seen["rows"] += got["rows"]
         files = got["files"].split("\n") if got["files"] else []
-        seen["files"].update(files)
-        # Mirror processed files and the watermark into the state table (idempotent MERGE),
-        # before the checkpoint commits this batch: a crash here replays it.
+        if not replay:
+            seen["files"].update(files)
+        # Mirror processed files and the watermark into the state table before the
+        # checkpoint commits this batch: a crash here replays it. A first attempt's files
+        # cannot be there yet, so they are appended; a replay merges.
         if wm is not None:
             seen["watermark"] = _later(wm, got.get("watermark"), seen["watermark"])
-        state.record(spark, env, dataset.id, run_id, files=files, watermark=seen["watermark"])
+        mark = seen["watermark"]
+        state.record(spark, env, dataset.id, run_id, files=files, watermark=mark, fresh=not replay)
 
     checkpoint = env.checkpoint(dataset.id, "bronze")
     run_available_now(stream, write_batch, checkpoint, f"dataset '{dataset.id}', bronze")

@@ -7,9 +7,10 @@ conflict, re-reads the row and sees the holder. The same mechanism works on a la
 in a workspace, with no lock service.
 
 A lock whose holder is dead is taken over: on the same host when its process no longer
-exists (a run killed with SIGKILL), anywhere after ``stale_after`` seconds. The run that
-does not get the lock waits up to ``wait_seconds`` and then fails with a
-``ConcurrentRunError`` naming the holder; nothing has been written by then.
+exists (a run killed with SIGKILL), anywhere after ``STALE_AFTER`` (six hours). The run
+that does not get the lock waits up to ``wait_seconds`` and then fails with a
+``ConcurrentRunError`` naming the holder; nothing has been written by then. Giving the
+lock back drops its partition: before ``STALE_AFTER`` nobody else can have taken it over.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyspark.sql import functions as F
@@ -71,8 +73,8 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _alive(host: str, pid: int, acquired_at: datetime, stale_after: float) -> bool:
-    if (_now() - acquired_at).total_seconds() > stale_after:
+def _alive(host: str, pid: int, acquired_at: datetime) -> bool:
+    if (_now() - acquired_at).total_seconds() > STALE_AFTER:
         return False
     if host != socket.gethostname():
         return True
@@ -95,6 +97,10 @@ def _conflict(exc: Exception) -> bool:
     return "Concurrent" in text or "DELTA_CONCURRENT" in text
 
 
+def _missing(exc: Exception) -> bool:
+    return "TABLE_OR_VIEW_NOT_FOUND" in str(exc)
+
+
 # The lock row as a MERGE source; values are parameters, never SQL text. The literal
 # partition predicate ``t.name = :name`` keeps other locks out of the conflict check.
 _MERGE = (
@@ -114,7 +120,7 @@ def _swap(spark, table: str, name: str, run_id: str, seen: str | None) -> bool:
     return counts is not None and counts["num_affected_rows"] == 1
 
 
-def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: float = STALE_AFTER):
+def try_acquire(spark, env: Environment, name: str, run_id: str):
     """Take the lock ``name`` for ``run_id``; None when taken, else the holder's row.
 
     The free lock costs one MERGE that inserts only into an empty partition; its commit
@@ -122,7 +128,7 @@ def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: fl
     MERGEs commit, so an inserted row is ours. A held lock is read, and replaced only
     when its holder is dead or is this very run (a compare-and-swap on the holder seen).
     """
-    table = ensure_lock_table(spark, env)
+    table = env.table("ops", LOCK_TABLE)
     me = (run_id, socket.gethostname(), os.getpid())
     for attempt in range(5):
         try:
@@ -130,12 +136,15 @@ def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: fl
                 return None
             held = _holder(spark, env, name)
             other = held is not None and (held.run_id, held.host, held.pid) != me
-            if other and _alive(held.host, held.pid, held.acquired_at, stale_after):
+            if other and _alive(held.host, held.pid, held.acquired_at):
                 return held
             seen = held.run_id if held is not None else None
             if _swap(spark, table, name, run_id, seen):
                 return None
         except Exception as exc:
+            if _missing(exc):  # sync makes it; a lock taken before any sync makes it here
+                ensure_lock_table(spark, env)
+                continue
             if not _conflict(exc):
                 raise
         # Another run committed first: look again.
@@ -150,18 +159,68 @@ def try_acquire(spark, env: Environment, name: str, run_id: str, stale_after: fl
     return held
 
 
-def release(spark, env: Environment, name: str, run_id: str) -> None:
+# Only a run that finds our row older than STALE_AFTER (by its clock) may replace it, so
+# while we have held it for less than this, the partition holds our row alone.
+_SURELY_OURS = STALE_AFTER / 2
+
+
+def release(spark, env: Environment, name: str, run_id: str, held_for: float | None = None):
+    """Give the lock back. Held for less than half of ``STALE_AFTER`` (``held_for`` seconds),
+    no other run can have taken it over, and the partition is dropped whole: a delete of
+    files only, with no scan. Held longer, or for an unknown time, only our row goes."""
     table = env.table("ops", LOCK_TABLE)
+    if held_for is not None and held_for < _SURELY_OURS:
+        query, args = f"DELETE FROM {table} WHERE name = :name", {"name": name}
+    else:
+        query = f"DELETE FROM {table} WHERE name = :name AND run_id = :run_id"
+        args = {"name": name, "run_id": run_id}
     for _ in range(5):
         try:
-            spark.sql(
-                f"DELETE FROM {table} WHERE name = :name AND run_id = :run_id",
-                args={"name": name, "run_id": run_id},
-            )
+            spark.sql(query, args=args)
             return
         except Exception as exc:
             if not _conflict(exc):
                 raise
+
+
+@dataclass(frozen=True)
+class Held:
+    """A lock this run holds, from ``acquire``; give it back with ``Held.release``."""
+
+    name: str
+    run_id: str
+    since: float  # time.monotonic() when it was taken
+
+    def release(self, spark, env: Environment) -> None:
+        release(spark, env, self.name, self.run_id, time.monotonic() - self.since)
+
+
+def acquire(
+    spark,
+    env: Environment,
+    dataset: str,
+    layer: str,
+    run_id: str,
+    wait_seconds: float = 0.0,
+    poll_seconds: float = 2.0,
+) -> Held:
+    """Take the lock of ``dataset``'s ``layer``, waiting up to ``wait_seconds`` for it;
+    a ``ConcurrentRunError`` naming the holder when another run keeps it."""
+    name = f"{dataset}/{layer}"
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        since = time.monotonic()
+        held = try_acquire(spark, env, name, run_id)
+        if held is None:
+            return Held(name, run_id, since)
+        if time.monotonic() >= deadline:
+            raise ConcurrentRunError(
+                f"dataset '{dataset}', {layer}: run {held.run_id} (host {held.host}, process "
+                f"{held.pid}, since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC) is already "
+                f"working on it; this run {run_id} wrote nothing. Wait for it to finish and run "
+                f"again; if that run is dead, delete its row from {env.table('ops', LOCK_TABLE)}."
+            )
+        time.sleep(poll_seconds)
 
 
 @contextmanager
@@ -175,21 +234,8 @@ def hold(
     poll_seconds: float = 2.0,
 ) -> Iterator[None]:
     """Run the block holding the lock of ``dataset``'s ``layer``; see the module docstring."""
-    name = f"{dataset}/{layer}"
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        held = try_acquire(spark, env, name, run_id)
-        if held is None:
-            break
-        if time.monotonic() >= deadline:
-            raise ConcurrentRunError(
-                f"dataset '{dataset}', {layer}: run {held.run_id} (host {held.host}, process "
-                f"{held.pid}, since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC) is already "
-                f"working on it; this run {run_id} wrote nothing. Wait for it to finish and run "
-                f"again; if that run is dead, delete its row from {env.table('ops', LOCK_TABLE)}."
-            )
-        time.sleep(poll_seconds)
+    held = acquire(spark, env, dataset, layer, run_id, wait_seconds, poll_seconds)
     try:
         yield
     finally:
-        release(spark, env, name, run_id)
+        held.release(spark, env)

@@ -7,6 +7,8 @@ to the run log and returns a small result the notebook exits with.
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,28 +67,52 @@ def run_plan(spark, request: Request) -> list[str]:
     return sorted(plan.datasets)
 
 
-def run_ingest(spark, request: Request) -> StepResult:
+@contextmanager
+def _dataset_step(spark, request: Request, layer: str, step: str):
+    """The dataset's definition, its run-log entry and its lock, for one step of one dataset.
+
+    The lock's two small Delta writes overlap work they do not depend on: it is taken while
+    the control table is read, and given back while the run log is appended to. Nothing is
+    written before it is held. Yields the environment, the dataset and the step's result.
+    """
     env = request.environment(spark)
-    dataset = control.dataset_from_control(spark, env, request.dataset)
-    with (
-        logged_step(spark, env, request.run_id, dataset.id, "bronze") as result,
-        locks.hold(spark, env, dataset.id, "bronze", request.run_id),
-    ):
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeline-lock") as pool:
+        taking = pool.submit(locks.acquire, spark, env, request.dataset, layer, request.run_id)
+        try:
+            dataset = control.dataset_from_control(spark, env, request.dataset)
+        except BaseException:
+            if taking.exception() is None:
+                taking.result().release(spark, env)
+            raise
+        giving_back: Future | None = None
+        try:
+            with logged_step(spark, env, request.run_id, dataset.id, step) as result:
+                held = taking.result()  # another run holding it fails the step, logged
+                try:
+                    yield env, dataset, result
+                finally:
+                    giving_back = pool.submit(held.release, spark, env)
+        except BaseException:
+            if giving_back is not None:
+                giving_back.exception()  # waited for; the step's own error is the one raised
+            raise
+        if giving_back is not None:
+            giving_back.result()
+
+
+def run_ingest(spark, request: Request) -> StepResult:
+    with _dataset_step(spark, request, "bronze", "bronze") as (env, dataset, result):
         bronze.ingest(spark, env, dataset, request.run_id, result)
     return result
 
 
 def run_transform(spark, request: Request) -> StepResult:
-    env = request.environment(spark)
     if request.layer == "silver":
-        dataset = control.dataset_from_control(spark, env, request.dataset)
-        with (
-            logged_step(spark, env, request.run_id, dataset.id, "silver") as result,
-            locks.hold(spark, env, dataset.id, "silver", request.run_id),
-        ):
+        with _dataset_step(spark, request, "silver", "silver") as (env, dataset, result):
             silver.transform(spark, env, dataset, request.run_id, result)
         return result
     if request.layer == "gold":
+        env = request.environment(spark)
         plan = control.load_plan(spark, env)
         with logged_step(spark, env, request.run_id, "*", "gold") as result:
             for table in plan.gold:
@@ -109,12 +135,7 @@ def run_backfill(
 
     from lakeline import backfill
 
-    env = request.environment(spark)
-    dataset = control.dataset_from_control(spark, env, request.dataset)
-    with (
-        logged_step(spark, env, request.run_id, dataset.id, "backfill") as result,
-        locks.hold(spark, env, dataset.id, "silver", request.run_id),
-    ):
+    with _dataset_step(spark, request, "silver", "backfill") as (env, dataset, result):
         backfill.rebuild_silver(
             spark,
             env,

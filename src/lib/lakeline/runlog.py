@@ -94,8 +94,11 @@ def logged_step(spark, env: Environment, run_id: str, dataset: str, step: str):
             json.dumps(details, default=str, sort_keys=True),
             result.error,
         )
-        if not env.exists(spark, "ops", RUN_LOG_TABLE):
-            ensure_run_log_table(spark, env)
-        spark.createDataFrame([row], _SCHEMA).write.format("delta").mode("append").saveAsTable(
-            env.table("ops", RUN_LOG_TABLE)
-        )
+        entry = spark.createDataFrame([row], _SCHEMA)
+        try:
+            entry.write.insertInto(env.table("ops", RUN_LOG_TABLE))
+        except Exception as exc:
+            if "TABLE_OR_VIEW_NOT_FOUND" not in str(exc):
+                raise
+            # Sync makes the table; a step run before any sync makes it here.
+            entry.write.insertInto(ensure_run_log_table(spark, env))

@@ -1,7 +1,7 @@
 """Per-dataset state beside the control table: watermarks and processed source files.
 
 Rows are keyed by (dataset, kind, key) and written with MERGE, so writing the same state
-twice (a replayed batch) changes nothing.
+twice (a replayed batch) changes nothing; files that cannot be there yet are appended.
 """
 
 from __future__ import annotations
@@ -50,8 +50,13 @@ def record(
     *,
     files: list[str] | tuple[str, ...] = (),
     watermark: str | None = None,
+    fresh: bool = False,
 ) -> None:
-    """Upsert processed files and the watermark in one MERGE; unchanged entries stay as they are."""
+    """Upsert processed files and the watermark in one MERGE; unchanged entries stay as they are.
+
+    ``fresh`` says the files cannot be in the table yet (a micro-batch's first attempt):
+    with no watermark, they are then appended, which is cheaper than any MERGE.
+    """
     from delta.tables import DeltaTable
 
     entries = [(FILE, f, run_id) for f in sorted(files)]
@@ -62,6 +67,9 @@ def record(
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = [(dataset, kind, key, value, run_id, now) for kind, key, value in entries]
     updates = spark.createDataFrame(rows, _SCHEMA)
+    if fresh and watermark is None:
+        updates.write.insertInto(env.table("ops", STATE_TABLE))
+        return
     # The literal partition predicate keeps concurrent runs of other datasets (for-each
     # iterations) out of this MERGE's conflict check.
     match = (
