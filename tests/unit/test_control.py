@@ -53,6 +53,11 @@ def test_changes_are_applied_in_one_commit(spark, env, metadata):
     plan = control.load_plan(spark, env)
     assert plan.datasets["orders"].description.startswith("Order headers of")
     assert "dim_product" not in [g.name for g in plan.gold]
+    # Everything the change did not touch is still there, as it was.
+    assert sorted(plan.datasets) == ["customers", "order_lines", "orders", "products"]
+    assert len(plan.gold) == 3
+    unchanged = spark.table(env.table("ops", "control")).where("object_id = 'customers'")
+    assert unchanged.first().synced_run_id == "run-1"
 
 
 def test_disabled_datasets_are_not_planned(spark, env, metadata):

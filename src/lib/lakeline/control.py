@@ -100,14 +100,18 @@ def sync(spark, env: Environment, metadata_dir: str | Path, run_id: str) -> Sync
     deleted = [k for k in current if k not in desired]
     unchanged = len(desired) - len(inserted) - len(updated)
     if inserted or updated or deleted:
-        changes = spark.createDataFrame(
-            [desired[k] for k in inserted + updated], CONTROL_SCHEMA
-        ).alias("s")
+        # The source is the whole YAML, not only what changed: rows missing from the source
+        # are deleted, so a source of the changes alone would delete every unchanged object.
+        # Unchanged rows match with equal hashes and are left alone.
+        desired_rows = spark.createDataFrame(list(desired.values()), CONTROL_SCHEMA)
         (
             DeltaTable.forName(spark, name)
             .alias("t")
-            .merge(changes, "t.object_type = s.object_type AND t.object_id = s.object_id")
-            .whenMatchedUpdateAll()
+            .merge(
+                desired_rows.alias("s"),
+                "t.object_type = s.object_type AND t.object_id = s.object_id",
+            )
+            .whenMatchedUpdateAll(condition="t.spec_hash <> s.spec_hash")
             .whenNotMatchedInsertAll()
             .whenNotMatchedBySourceDelete()
             .execute()
