@@ -168,30 +168,42 @@ def test_a_batch_with_every_row_quarantined_reconciles(spark, env):
     assert spark.table(silver.quarantine_table(env, ORDERS)).count() == 2
 
 
-def test_merge_counts_are_the_merges_own_when_another_commit_follows(spark, env):
-    """An OPTIMIZE landing right after the MERGE (maintenance) does not hide its counts."""
-    from delta.tables import DeltaTable
-
-    from lakeline.merges import merge_counts
+def test_merge_returns_its_own_counts_and_its_commit_is_found_past_another(spark, env):
+    """The SQL MERGE's counts, and its commit (for numSourceRows) even when another commit
+    (maintenance: OPTIMIZE, a property change) lands right after it."""
+    from lakeline import merges
 
     _run(spark, env, [("1", "10.00", "01/03/2024", "2024-03-01T10:00:00")], "r1", 0)
     table = silver.silver_table(env, ORDERS)
-    target = DeltaTable.forName(spark, table)
-    source = bronze_rows(spark, [("2", "20.00", "02/03/2024", "2024-03-02T10:00:00")])
+    source = bronze_rows(
+        spark,
+        [
+            ("1", "11.00", "01/03/2024", "2024-03-01T11:00:00"),
+            ("2", "20.00", "02/03/2024", "2024-03-02T10:00:00"),
+        ],
+    )
     typed = silver.classify(source, ORDERS).select(
         *[f"__typed_{c.name}" for c in ORDERS.columns], *silver.LINEAGE
     )
     for c in ORDERS.columns:
         typed = typed.withColumnRenamed(f"__typed_{c.name}", c.name)
 
-    def merge_then_optimize():
-        target.alias("t").merge(
-            typed.alias("s"), "t.order_id = s.order_id"
-        ).whenNotMatchedInsertAll().execute()
-        spark.sql(f"OPTIMIZE {table}")
+    counts = merges.merge(
+        table,
+        typed,
+        "t.order_id = s.order_id",
+        ["WHEN MATCHED THEN UPDATE SET *", "WHEN NOT MATCHED THEN INSERT *"],
+    )
+    spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('lakeline.test' = 'x')")
 
-    counts = merge_counts(target, merge_then_optimize)
-    assert (counts["source"], counts["inserted"], counts["updated"]) == (1, 1, 0)
+    assert counts == {"inserted": 1, "updated": 1, "deleted": 0}
+    assert (
+        merges.latest_version(spark, table)
+        == merges.newest_commit(spark, table, "SET TBLPROPERTIES").version
+    )
+    commit = merges.newest_commit(spark, table, "MERGE")
+    assert commit.operationMetrics["numSourceRows"] == "2"
+    assert merges.newest_commit(spark, table, "DELETE") is None
 
 
 def test_transform_streams_only_new_bronze_rows(spark, env):

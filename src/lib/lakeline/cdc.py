@@ -41,11 +41,10 @@ from functools import reduce
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakeline import quality
+from lakeline import merges, quality
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
-from lakeline.merges import merge_counts
 from lakeline.metadata import Cdc, Dataset, DeleteMode, LoadType
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, WARNED, RuleSet
 
@@ -111,6 +110,20 @@ def _c(name: str, alias: str | None = None) -> F.Column:
     return F.col(f"{alias}.{quote(name)}" if alias else quote(name))
 
 
+def _sql(name: str, alias: str) -> str:
+    """``alias.name`` as SQL text, the name quoted."""
+    return f"{alias}.{quote(name)}"
+
+
+def _set(values: dict[str, str]) -> str:
+    """``UPDATE SET`` assignments from quoted column names to SQL expressions."""
+    return ", ".join(f"{column} = {value}" for column, value in values.items())
+
+
+def _insert(values: dict[str, str]) -> str:
+    return f"INSERT ({', '.join(values)}) VALUES ({', '.join(values.values())})"
+
+
 def _keys(dataset: Dataset) -> list[str]:
     return list(dataset.primary_key)
 
@@ -131,6 +144,15 @@ def newer_or_same(columns: list[str], new: str = "s", old: str = "t") -> F.Colum
         a, b = _c(column, new), _c(column, old)
         result = (a > b) | ((a == b) & result)
     return F.coalesce(result, _c(columns[0], old).isNull()) if columns else F.lit(True)
+
+
+def newer_or_same_sql(columns: list[str], new: str = "s", old: str = "t") -> str:
+    """``newer_or_same`` as SQL text, for a MERGE condition."""
+    result = "true"
+    for column in reversed(columns):
+        a, b = _sql(column, new), _sql(column, old)
+        result = f"({a} > {b} OR ({a} = {b} AND {result}))"
+    return f"coalesce({result}, {_sql(columns[0], old)} IS NULL)" if columns else "true"
 
 
 def operation(dataset: Dataset, raw: F.Column) -> F.Column:
@@ -377,53 +399,50 @@ def merge_scd1(
     """Apply one change per key to the SCD1 silver table with one MERGE, then record the
     tombstones of its deletes (``deletes=False``: the changes have none, nothing to record).
     """
-    from delta.tables import DeltaTable
-
     from lakeline.silver import silver_table
 
     cdc = settings(dataset)
     sequence = _sequence(dataset)
     latest = _drop_tombstoned(spark, env, dataset, latest)
-    target = DeltaTable.forName(spark, silver_table(env, dataset))
-    on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in _keys(dataset)])
-    newer = newer_or_same(sequence)
-    is_delete = F.col(f"s.{OP}") == DELETE
+    on = " AND ".join(f"{_sql(k, 't')} = {_sql(k, 's')}" for k in _keys(dataset))
+    newer = newer_or_same_sql(sequence)
+    is_delete = f"({_sql(OP, 's')} = '{DELETE}')"
+    is_update = f"({_sql(OP, 's')} = '{UPDATE}')"
     soft = cdc.delete_mode is DeleteMode.soft
-    lineage = {quote(c): _c(c, "s") for c in LINEAGE}
+    lineage = {quote(c): _sql(c, "s") for c in LINEAGE}
     values = {}
     for column in _values(dataset):
-        new = _c(column, "s")
+        new = _sql(column, "s")
         if cdc.ignore_null_updates and column not in sequence:
-            new = F.when(F.col(f"s.{OP}") == UPDATE, F.coalesce(new, _c(column, "t"))).otherwise(
-                new
-            )
+            new = f"CASE WHEN {is_update} THEN coalesce({new}, {_sql(column, 't')}) ELSE {new} END"
         values[quote(column)] = new
-    flag = {quote(cdc.deleted_column): F.lit(False)} if soft else {}
-    merge = target.alias("t").merge(latest.alias("s"), on)
+    flag = {quote(cdc.deleted_column): "false"} if soft else {}
+    clauses = []
     if soft:
-        closed = {quote(s): _c(s, "s") for s in sequence}
-        carried = F.col(f"s.{CARRIED}")
+        closed = {quote(c): _sql(c, "s") for c in sequence}
+        carried = _sql(CARRIED, "s")
         closed.update(
             {
-                quote(v): F.when(carried, _c(v, "s")).otherwise(_c(v, "t"))
+                quote(v): f"CASE WHEN {carried} THEN {_sql(v, 's')} ELSE {_sql(v, 't')} END"
                 for v in _values(dataset)
                 if v not in sequence
             }
         )
-        merge = merge.whenMatchedUpdate(
-            condition=is_delete & newer,
-            set={**closed, **lineage, quote(cdc.deleted_column): F.lit(True)},
-        )
+        deleted = {**closed, **lineage, quote(cdc.deleted_column): "true"}
+        clauses.append(f"WHEN MATCHED AND {is_delete} AND {newer} THEN UPDATE SET {_set(deleted)}")
     else:
-        merge = merge.whenMatchedDelete(condition=is_delete & newer)
-    merge = merge.whenMatchedUpdate(condition=~is_delete & newer, set={**values, **lineage, **flag})
-    insert = {quote(c.name): _c(c.name, "s") for c in dataset.columns}
+        clauses.append(f"WHEN MATCHED AND {is_delete} AND {newer} THEN DELETE")
+    changed = {**values, **lineage, **flag}
+    clauses.append(f"WHEN MATCHED AND NOT {is_delete} AND {newer} THEN UPDATE SET {_set(changed)}")
+    insert = {quote(c.name): _sql(c.name, "s") for c in dataset.columns}
     if soft:  # a delete of a key silver has not seen stays as a flagged row
         insert = {**insert, **lineage, quote(cdc.deleted_column): is_delete}
-        merge = merge.whenNotMatchedInsert(values=insert)
+        clauses.append(f"WHEN NOT MATCHED THEN {_insert(insert)}")
     else:
-        merge = merge.whenNotMatchedInsert(condition=~is_delete, values={**insert, **lineage})
-    counts = merge_counts(target, merge.execute)
+        clauses.append(
+            f"WHEN NOT MATCHED AND NOT {is_delete} THEN {_insert({**insert, **lineage})}"
+        )
+    counts = merges.merge(silver_table(env, dataset), latest, on, clauses)
     if deletes:
         _record_tombstones(spark, env, dataset, latest)
     return counts
@@ -540,32 +559,28 @@ def _timeline(
 
 def merge_scd2(spark, env: Environment, dataset: Dataset, events: DataFrame) -> dict[str, int]:
     """Apply change events (``__op``, ``__event_time``) to the SCD2 silver table."""
-    from delta.tables import DeltaTable
-
     from lakeline.silver import silver_table
 
     scd = dataset.scd
     versions, existing = _timeline(spark, env, dataset, events)
-    target = DeltaTable.forName(spark, silver_table(env, dataset))
     match = [*_keys(dataset), scd.valid_from_column]
-    on = reduce(lambda a, b: a & b, [_c(k, "t") == _c(k, "s") for k in match])
+    on = " AND ".join(f"{_sql(k, 't')} = {_sql(k, 's')}" for k in match)
     # A stored version that no longer starts one (it joined the version before it) goes.
     gone = existing.join(versions.select(*match), match, "left_anti").select(*versions.columns)
     source = versions.withColumn(_GONE, F.lit(False)).unionByName(
         gone.withColumn(_GONE, F.lit(True))
     )
     compared = [c.name for c in dataset.columns] + [scd.valid_to_column, scd.current_column]
-    changed = reduce(lambda a, b: a | b, [~_c(c, "t").eqNullSafe(_c(c, "s")) for c in compared])
-    values = {quote(c): _c(c, "s") for c in versions.columns}
-    merge = (
-        target.alias("t")
-        .merge(source.alias("s"), on)
-        .whenMatchedDelete(condition=F.col(f"s.{_GONE}"))
-        .whenMatchedUpdate(condition=changed, set=values)
-        .whenNotMatchedInsert(condition=~F.col(f"s.{_GONE}"), values=values)
-    )
+    changed = " OR ".join(f"NOT ({_sql(c, 't')} <=> {_sql(c, 's')})" for c in compared)
+    values = {quote(c): _sql(c, "s") for c in versions.columns}
+    gone_flag = _sql(_GONE, "s")
+    clauses = [
+        f"WHEN MATCHED AND {gone_flag} THEN DELETE",
+        f"WHEN MATCHED AND ({changed}) THEN UPDATE SET {_set(values)}",
+        f"WHEN NOT MATCHED AND NOT {gone_flag} THEN {_insert(values)}",
+    ]
     try:
-        return merge_counts(target, merge.execute)
+        return merges.merge(silver_table(env, dataset), source, on, clauses)
     finally:
         existing.unpersist()
 
@@ -674,7 +689,7 @@ def _apply_snapshots(spark, env: Environment, dataset: Dataset, good: DataFrame)
         if "_run_id" in good.columns
         else [None]
     )
-    totals = {"inserted": 0, "updated": 0, "deleted": 0, "source": 0}
+    totals = {"inserted": 0, "updated": 0, "deleted": 0}
     for run in runs:
         rows = good if run is None else good.where(F.col("_run_id") == F.lit(run["_run_id"]))
         at = rows.agg(F.min("_ingested_at")).first()[0]

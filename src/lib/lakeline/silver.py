@@ -27,13 +27,12 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeline import cdc, quality
+from lakeline import cdc, merges, quality
 from lakeline.contracts import SchemaDriftError, schema_drift
 from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
-from lakeline.merges import commit_metrics, latest_version, merge_counts
 from lakeline.metadata import Dataset, SchemaDriftPolicy
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
@@ -100,16 +99,15 @@ def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
     have = set(spark.table(table).columns)
     missing = [f for f in QUARANTINE_SCHEMA.fields if f.name not in have]
     if missing:
-        from delta.tables import DeltaTable
-
         columns = ", ".join(f"{quote(f.name)} {f.dataType.simpleString()}" for f in missing)
         spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})")
         # Rows quarantined before there were ids get a deterministic one, for replay.
-        parts = [F.col("record"), F.col("run_id"), F.col("source_file")]
-        parts.append(F.col("quarantined_at").cast("string"))
-        DeltaTable.forName(spark, table).update(
-            condition=F.col("quarantine_id").isNull(),
-            set={"quarantine_id": F.sha2(F.concat_ws("|", *parts), 256)},
+        merges.update(
+            spark,
+            table,
+            "quarantine_id = sha2(concat_ws('|', record, run_id, source_file, "
+            "CAST(quarantined_at AS STRING)), 256)",
+            "quarantine_id IS NULL",
         )
 
 
@@ -175,33 +173,51 @@ def latest_per_key(rows: DataFrame, dataset: Dataset, skip: str | None = None) -
 def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict:
     """Upsert one row per key into silver; a key's row is never replaced by an older one.
 
+    Returns the rows inserted and updated and, as ``source``, the rows of ``latest``.
     Into an empty silver table (a first load, or one after a backfill) that MERGE is an
     append of the same rows, written as one: no join with the target, and the source is
     read once instead of twice.
     """
-    from delta.tables import DeltaTable
-
     table = silver_table(env, dataset)
-    target = DeltaTable.forName(spark, table)
-    if target.detail().select("numFiles").first()[0] == 0:
-        before = latest_version(target)
-        # By column name, as the MERGE's insert would.
+    session = latest.sparkSession
+    if session.sql(f"DESCRIBE DETAIL {table}").select("numFiles").first()[0] == 0:
+        # By column name, as the MERGE's insert would. An append always commits, and the
+        # dataset's lock keeps other writers out: the newest WRITE is this one.
         latest.write.format("delta").mode("append").saveAsTable(table)
-        written = commit_metrics(target, before, "WRITE") or {}
-        rows = int(written.get("numOutputRows", 0))
+        written = merges.newest_commit(session, table, "WRITE")
+        rows = int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
         return {"source": rows, "inserted": rows, "updated": 0}
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in dataset.primary_key)
-    newer = None
+    newer = ""
     if dataset.sequence_column:
         seq = quote(dataset.sequence_column)
-        newer = f"s.{seq} >= t.{seq} OR t.{seq} IS NULL"
-    merge = (
-        target.alias("t")
-        .merge(latest.alias("s"), on)
-        .whenMatchedUpdateAll(condition=newer)
-        .whenNotMatchedInsertAll()
+        newer = f"AND (s.{seq} >= t.{seq} OR t.{seq} IS NULL) "
+    counts = merges.merge(
+        table,
+        latest,
+        on,
+        [f"WHEN MATCHED {newer}THEN UPDATE SET *", "WHEN NOT MATCHED THEN INSERT *"],
     )
-    return merge_counts(target, merge.execute)
+    counts["source"] = _merged_source_rows(session, table, latest, counts)
+    return counts
+
+
+def _merged_source_rows(session, table: str, latest: DataFrame, counts: dict) -> int:
+    """How many rows the MERGE's source had: its commit's ``numSourceRows``.
+
+    A MERGE that changed rows committed, and under the dataset's lock its commit is the
+    newest MERGE, recognised by its counts. One that changed nothing (a replay, whose rows
+    are all older than silver's) may have made no commit: its source is counted instead.
+    """
+    if counts["inserted"] or counts["updated"]:
+        commit = merges.newest_commit(session, table, "MERGE")
+        metrics = (commit.operationMetrics or {}) if commit else {}
+        if (
+            int(metrics.get("numTargetRowsInserted", -1)) == counts["inserted"]
+            and int(metrics.get("numTargetRowsUpdated", -1)) == counts["updated"]
+        ):
+            return int(metrics["numSourceRows"])
+    return latest.count()
 
 
 def process_batch(
@@ -243,7 +259,10 @@ def process_batch(
         )
     # Only the typed silver columns (and the flag) travel to the MERGE and its shuffle.
     typed = checked.select(*[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE, QUARANTINED)
-    merged = _merge(spark, env, dataset, latest_per_key(typed, dataset, skip=QUARANTINED))
+    if bad == total:  # nothing for silver
+        merged = {"source": 0, "inserted": 0, "updated": 0}
+    else:
+        merged = _merge(spark, env, dataset, latest_per_key(typed, dataset, skip=QUARANTINED))
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
     counts = {
         "read": total,
