@@ -24,7 +24,7 @@ from datetime import datetime
 
 from pyspark.sql import functions as F
 
-from lakeline import cdc, silver
+from lakeline import cdc, merges, silver
 from lakeline.bronze import bronze_table
 from lakeline.environment import Environment
 from lakeline.errors import LakelineError
@@ -89,12 +89,11 @@ def rebuild_silver(
         rows = rows.where(F.col("_ingested_at") < F.lit(until))
     if runs:
         rows = rows.where(F.col("_run_id").isin(*runs))
-    times = [r[0] for r in rows.select("_ingested_at").distinct().collect()]
-    if times:
-        from delta.tables import DeltaTable
-
-        quarantine = silver.quarantine_table(env, dataset)
-        DeltaTable.forName(spark, quarantine).delete(F.col("ingested_at").isin(*times))
+    times = rows.select(F.col("_ingested_at").alias("ingested_at")).distinct()
+    # The quarantined rows of the batches being rebuilt go; the rebuild quarantines again.
+    merges.delete_matching(
+        silver.quarantine_table(env, dataset), times, "t.ingested_at = s.ingested_at"
+    )
     apply = cdc.process_batch if cdc.handles(dataset) else silver.process_batch
     report: dict = {}
     # A batch id of its own, so the quarantine's replay marker never matches a stream's.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pyspark.sql import types as T
 
+from lakeline import merges
 from lakeline.environment import Environment
 from lakeline.errors import LakelineError
 from lakeline.metadata import Dataset, GoldTable, Project, load_project
@@ -85,8 +86,6 @@ def sync(spark, env: Environment, metadata_dir: str | Path, run_id: str) -> Sync
 
     Raises MetadataError (every problem in every file) before touching any table.
     """
-    from delta.tables import DeltaTable
-
     project = load_project(metadata_dir)
     env.ensure_schemas(spark)
     name = ensure_control_table(spark, env)
@@ -104,19 +103,17 @@ def sync(spark, env: Environment, metadata_dir: str | Path, run_id: str) -> Sync
         # are deleted, so a source of the changes alone would delete every unchanged object.
         # Unchanged rows match with equal hashes and are left alone.
         desired_rows = spark.createDataFrame(list(desired.values()), CONTROL_SCHEMA)
-        (
-            DeltaTable.forName(spark, name)
-            .alias("t")
-            .merge(
-                desired_rows.alias("s"),
-                "t.object_type = s.object_type AND t.object_id = s.object_id",
-            )
-            .whenMatchedUpdateAll(condition="t.spec_hash <> s.spec_hash")
-            .whenNotMatchedInsertAll()
-            .whenNotMatchedBySourceDelete()
-            .execute()
+        merges.merge(
+            name,
+            desired_rows,
+            "t.object_type = s.object_type AND t.object_id = s.object_id",
+            [
+                "WHEN MATCHED AND t.spec_hash <> s.spec_hash THEN UPDATE SET *",
+                "WHEN NOT MATCHED THEN INSERT *",
+                "WHEN NOT MATCHED BY SOURCE THEN DELETE",
+            ],
         )
-    version = DeltaTable.forName(spark, name).history(1).select("version").first()[0]
+    version = merges.latest_version(spark, name)
     return SyncResult(len(inserted), len(updated), len(deleted), unchanged, version)
 
 

@@ -40,7 +40,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeline import cdc, quality, silver
+from lakeline import cdc, merges, quality, silver
 from lakeline.bronze import bronze_table
 from lakeline.environment import Environment
 from lakeline.errors import DataError, ReconciliationError
@@ -185,14 +185,16 @@ def _checked(spark, env: Environment, dataset: Dataset, rules: RuleSet, pending:
 
 
 def _finish(spark, env: Environment, dataset: Dataset, token: str) -> int:
-    from delta.tables import DeltaTable
-
     name = silver.quarantine_table(env, dataset)
     claimed = (F.col("replay_run_id") == F.lit(token)) & F.col("replayed_at").isNull()
     count = spark.table(name).where(claimed).count()
     if count:
-        DeltaTable.forName(spark, name).update(
-            condition=claimed, set={"replayed_at": F.current_timestamp()}
+        merges.update(
+            spark,
+            name,
+            "replayed_at = current_timestamp()",
+            "replay_run_id = :token AND replayed_at IS NULL",
+            args={"token": token},
         )
     return count
 
@@ -205,8 +207,6 @@ def replay(
     Raises QualityError (nothing claimed, nothing written) if a ``fail`` rule fails on the
     quarantined rows, and ReconciliationError if the rows do not add up.
     """
-    from delta.tables import DeltaTable
-
     if dataset.load.type is LoadType.snapshot:
         raise DataError(
             f"dataset '{dataset.id}': quarantined rows of a snapshot load are not replayed: "
@@ -254,16 +254,13 @@ def replay(
             result.details.update(asdict(counts))
             return counts
         # 2. claim
-        (
-            DeltaTable.forName(spark, name)
-            .alias("t")
-            .merge(
-                passing.alias("s"),
-                "t.quarantine_id = s.quarantine_id AND t.replay_run_id IS NULL "
-                "AND t.replayed_at IS NULL",
-            )
-            .whenMatchedUpdate(set={"replay_run_id": F.lit(run_id)})
-            .execute()
+        merges.merge(
+            name,
+            passing,
+            "t.quarantine_id = s.quarantine_id AND t.replay_run_id IS NULL "
+            "AND t.replayed_at IS NULL",
+            ["WHEN MATCHED THEN UPDATE SET replay_run_id = :run_id"],
+            args={"run_id": run_id},
         )
     finally:
         checked.unpersist()

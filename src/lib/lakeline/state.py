@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeline import merges
 from lakeline.environment import Environment
 
 STATE_TABLE = "state"
@@ -57,8 +58,6 @@ def record(
     ``fresh`` says the files cannot be in the table yet (a micro-batch's first attempt):
     with no watermark, they are then appended, which is cheaper than any MERGE.
     """
-    from delta.tables import DeltaTable
-
     entries = [(FILE, f, run_id) for f in sorted(files)]
     if watermark is not None:
         entries.append((WATERMARK, WATERMARK, watermark))
@@ -72,24 +71,15 @@ def record(
         return
     # The literal partition predicate keeps concurrent runs of other datasets (for-each
     # iterations) out of this MERGE's conflict check.
-    match = (
-        (F.col("t.dataset") == F.lit(dataset))
-        & (F.col("t.dataset") == F.col("s.dataset"))
-        & (F.col("t.kind") == F.col("s.kind"))
-        & (F.col("t.key") == F.col("s.key"))
-    )
-    merge = (
-        DeltaTable.forName(spark, env.table("ops", STATE_TABLE))
-        .alias("t")
-        .merge(updates.alias("s"), match)
-    )
+    on = "t.dataset = :dataset AND t.dataset = s.dataset AND t.kind = s.kind AND t.key = s.key"
     # A file entry never changes, so files alone make an insert-only MERGE, which Delta runs
     # as one anti-join instead of a join to find the rows and another to write them.
+    clauses = ["WHEN NOT MATCHED THEN INSERT *"]
     if watermark is not None:
-        merge = merge.whenMatchedUpdateAll(
-            condition="t.kind <> 'file' AND NOT (t.value <=> s.value)"
+        clauses.insert(
+            0, "WHEN MATCHED AND t.kind <> 'file' AND NOT (t.value <=> s.value) THEN UPDATE SET *"
         )
-    merge.whenNotMatchedInsertAll().execute()
+    merges.merge(env.table("ops", STATE_TABLE), updates, on, clauses, args={"dataset": dataset})
 
 
 def get(spark, env: Environment, dataset: str, kind: str) -> dict[str, str | None]:
