@@ -404,7 +404,7 @@ def merge_scd1(
     cdc = settings(dataset)
     sequence = _sequence(dataset)
     latest = _drop_tombstoned(spark, env, dataset, latest)
-    on = " AND ".join(f"{_sql(k, 't')} = {_sql(k, 's')}" for k in _keys(dataset))
+    on = merges.on_keys(_keys(dataset))
     newer = newer_or_same_sql(sequence)
     is_delete = f"({_sql(OP, 's')} = '{DELETE}')"
     is_update = f"({_sql(OP, 's')} = '{UPDATE}')"
@@ -564,7 +564,7 @@ def merge_scd2(spark, env: Environment, dataset: Dataset, events: DataFrame) -> 
     scd = dataset.scd
     versions, existing = _timeline(spark, env, dataset, events)
     match = [*_keys(dataset), scd.valid_from_column]
-    on = " AND ".join(f"{_sql(k, 't')} = {_sql(k, 's')}" for k in match)
+    on = merges.on_keys(match)
     # A stored version that no longer starts one (it joined the version before it) goes.
     gone = existing.join(versions.select(*match), match, "left_anti").select(*versions.columns)
     source = versions.withColumn(_GONE, F.lit(False)).unionByName(

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakeline.identifiers import quote
+
 
 @contextmanager
 def temp_view(frame: DataFrame) -> Iterator[str]:
@@ -58,6 +60,11 @@ def merge(
     }
 
 
+def on_keys(columns: Iterable[str]) -> str:
+    """The MERGE condition that target ``t`` and source ``s`` agree on every column."""
+    return " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in columns)
+
+
 def update(spark, target: str, assignments: str, where: str, args: dict | None = None) -> None:
     """``UPDATE target SET assignments WHERE where`` (values as named parameters)."""
     spark.sql(f"UPDATE {target} SET {assignments} WHERE {where}", args=args or None).collect()
@@ -89,6 +96,6 @@ def newest_commit(spark, table: str, operation: str, limit: int = 5):
         spark.sql(f"DESCRIBE HISTORY {table} LIMIT {int(limit)}")
         .where(F.col("operation") == operation)
         .orderBy(F.col("version").desc())
-        .select("version", "operationMetrics", "userMetadata")
+        .select("version", "operationMetrics")
         .first()
     )

@@ -187,7 +187,7 @@ def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict
         written = merges.newest_commit(session, table, "WRITE")
         rows = int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
         return {"source": rows, "inserted": rows, "updated": 0}
-    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in dataset.primary_key)
+    on = merges.on_keys(dataset.primary_key)
     newer = ""
     if dataset.sequence_column:
         seq = quote(dataset.sequence_column)
