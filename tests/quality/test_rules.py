@@ -4,6 +4,7 @@ from datetime import datetime
 
 import pytest
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeline import silver
@@ -288,6 +289,110 @@ def test_warn_quarantine_and_reconciliation_with_metrics(spark, env):
     assert (metrics["code_enum"].rows_failed, metrics["code_enum"].action) == (2, "warn")
     assert metrics["two_rows"].passed and metrics["two_rows"].level == "dataset"
     assert metrics["id.type"].rows_evaluated == 4 and metrics["id.type"].passed
+
+
+OBSERVABLE_RULES = (
+    {"name": "qty_range", "check": "range", "column": "qty", "min": 1},
+    {"name": "code_enum", "check": "enum", "column": "code", "values": ["a"], "action": "warn"},
+    {
+        "name": "code_present",
+        "check": "null_percentage",
+        "column": "code",
+        "max_percent": 10,
+        "action": "warn",
+    },
+)
+FIRST_LOAD = [
+    row("1"),
+    row("1", updated="2024-03-02T00:00:00"),  # newer version of key 1
+    row("2", code="b"),  # warned
+    row("3", qty="0", code="c"),  # quarantined (and warned)
+    row("4", code=None),  # warned by the null percentage
+]
+
+
+def _outcome(spark, env, ds, run_id):
+    table = spark.table(env.table("ops", "dq_metrics")).where(F.col("run_id") == run_id)
+    metrics = {
+        r.rule: (r.rows_evaluated, r.rows_failed, r.observed, r.passed) for r in table.collect()
+    }
+    quarantine = spark.table(silver.quarantine_table(env, ds))
+    return (
+        sorted(spark.table(silver.silver_table(env, ds)).drop("_ingested_at").collect()),
+        sorted(quarantine.select("record", "reasons", "failed_rules").collect()),
+        metrics,
+    )
+
+
+def test_a_first_load_counts_its_rules_while_it_is_written(spark, env, monkeypatch):
+    """Into an empty silver table, rules that cannot stop the batch are counted on the append
+    itself (an observation), with no counting pass of their own: the counts, the quarantine
+    and the metrics are those the counting pass gives."""
+    observed = dataset(*OBSERVABLE_RULES)
+    # The same rules and a fail rule that passes, which needs the counting pass first.
+    counted = dataset(
+        *OBSERVABLE_RULES, {"name": "some_rows", "check": "row_count", "min": 1}, id="counted"
+    )
+    assert RuleSet.of(observed).observable and not RuleSet.of(counted).observable
+    reports: list[dict] = [{}, {}]
+    results = []
+    for ds, report, run_id in ((counted, reports[0], "run-c"), (observed, reports[1], "run-o")):
+        silver.ensure_tables(spark, env, ds)
+        if ds is observed:
+            monkeypatch.setattr(RuleSet, "measure", lambda *a, **k: pytest.fail("counted"))
+        batch = bronze(spark, FIRST_LOAD)
+        results.append(silver.process_batch(spark, env, ds, batch, 0, run_id, None, report))
+    assert (
+        results[0]
+        == results[1]
+        == {
+            "read": 5,
+            "quarantined": 1,
+            "duplicates": 1,
+            "merged": 3,
+            "inserted": 3,
+            "updated": 0,
+            "stale": 0,
+        }
+    )
+    assert (
+        reports[0]
+        == reports[1]
+        == {
+            "warned": 2,  # an enum accepts NULL
+            "failed_rules": {"qty_range": 1, "code_enum": 2, "code_present": 1},
+        }
+    )
+    with_pass, without = (
+        _outcome(spark, env, counted, "run-c"),
+        _outcome(spark, env, observed, "run-o"),
+    )
+    assert with_pass[:2] == without[:2]
+    assert with_pass[2].pop("some_rows")[3] is True
+    assert with_pass[2] == without[2]
+    assert without[2]["code_present"] == (5, 1, 20.0, False)
+
+
+def test_a_first_load_stopped_before_its_quarantine_is_finished_by_the_replay(
+    spark, env, monkeypatch
+):
+    """Silver appended, then a crash before the quarantine write: replaying the batch
+    MERGEs onto the silver table (changing nothing) and writes the quarantine."""
+    ds = dataset(*OBSERVABLE_RULES)
+    silver.ensure_tables(spark, env, ds)
+    with monkeypatch.context() as patched:
+        patched.setattr(silver, "write_quarantine", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            silver.process_batch(spark, env, ds, bronze(spark, FIRST_LOAD), 0, "run-1")
+    stored = sorted(spark.table(silver.silver_table(env, ds)).collect())
+    assert [r.id for r in stored] == [1, 2, 4]
+    assert spark.table(silver.quarantine_table(env, ds)).count() == 0
+    counts = silver.process_batch(spark, env, ds, bronze(spark, FIRST_LOAD), 0, "run-1")
+    assert (counts["read"], counts["quarantined"], counts["duplicates"]) == (5, 1, 1)
+    assert counts["inserted"] == 0
+    assert sorted(spark.table(silver.silver_table(env, ds)).collect()) == stored
+    [quarantined] = spark.table(silver.quarantine_table(env, ds)).collect()
+    assert quarantined.failed_rules == ["qty_range"]
 
 
 def test_a_fail_rule_stops_the_batch_before_anything_is_written(spark, env):

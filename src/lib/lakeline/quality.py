@@ -35,7 +35,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -577,6 +577,61 @@ class RuleSet:
             rule.key_columns
         )
 
+    @property
+    def observable(self) -> bool:
+        """Whether every counter can be observed while the batch is written, with no pass of
+        its own: no rule can stop the batch before the write (``fail``) or needs more than
+        the batch's rows (``references``, ``unique`` beyond the primary key)."""
+        return not any(
+            r.effective_action is Action.fail or r.check is Check.references or self._beyond_key(r)
+            for r in self.rules
+        )
+
+    def observed_columns(self) -> list[str]:
+        """The columns of ``evaluate``'s frame that ``observe`` reads, besides the typed ones."""
+        return [QUARANTINED, WARNED, *[flag_column(i) for i, _ in self.row_rules]]
+
+    def observe(self, frame: DataFrame, name: str) -> tuple[DataFrame, Observation]:
+        """``frame`` (typed columns and ``observed_columns``) with every counter observed as
+        it is computed: ``measures_of`` the Observation once an action has run.
+
+        Only for an ``observable`` rule set, on a classic session (Spark Connect 3.5 has no
+        ``Observation``). Observe a narrow frame: Spark does not prune columns below an
+        observation, so a wide one (the raw row, the reason arrays) would be computed in full.
+        """
+        observation = Observation(name)
+        return frame.observe(observation, *self._counters(F.lit(True))), observation
+
+    def measures_of(self, observation: Observation) -> BatchMeasures:
+        return BatchMeasures(self, dict(observation.get))
+
+    def _counters(self, scope: F.Column) -> list[F.Column]:
+        """The aggregates every rule set counts, over the rows ``scope`` selects: rows,
+        quarantined and warned rows, failures per row rule, and the dataset-level values
+        that need nothing but the batch's rows (``__m_<index>``)."""
+        silver_bound = scope & ~F.col(QUARANTINED)
+        exprs = [
+            F.count(F.when(scope, 1)).alias("total"),
+            F.count(F.when(scope & F.col(QUARANTINED), 1)).alias("quarantined"),
+            F.count(F.when(scope & F.col(WARNED), 1)).alias("warned"),
+        ]
+        for index, _ in self.row_rules:
+            failed = scope & F.col(flag_column(index))
+            exprs.append(F.count(F.when(failed, 1)).alias(flag_column(index)))
+        for index, rule in enumerate(self.rules):
+            out = f"__m_{index}"
+            if rule.check is Check.null_percentage:
+                nulls = scope & F.col(quote(rule.column)).isNull()
+                exprs.append(F.count(F.when(nulls, 1)).alias(out))
+            elif rule.check is Check.unique and not self._beyond_key(rule):
+                # Columns that include the primary key are unique after deduplication.
+                exprs.append(F.lit(0).alias(out))
+            elif rule.check is Check.freshness:
+                newest = F.max(F.when(silver_bound, F.col(quote(rule.column)).cast("timestamp")))
+                age = F.unix_timestamp(F.current_timestamp()) - F.unix_timestamp(newest)
+                exprs.append(age.alias(out))
+        return exprs
+
     def measure(
         self,
         spark,
@@ -595,26 +650,13 @@ class RuleSet:
         scope = F.lit(True) if within is None else F.coalesce(within, F.lit(False))
         silver_bound = scope & ~F.col(QUARANTINED)
         latest = silver_bound & (F.col(RANK) == 1)
-        exprs = [
-            F.count(F.when(scope, 1)).alias("total"),
-            F.count(F.when(scope & F.col(QUARANTINED), 1)).alias("quarantined"),
-            F.count(F.when(scope & F.col(WARNED), 1)).alias("warned"),
-        ]
-        for index, _ in self.row_rules:
-            failed = scope & F.col(flag_column(index))
-            exprs.append(F.count(F.when(failed, 1)).alias(flag_column(index)))
+        exprs = self._counters(scope)
         exprs += [value.alias(name) for name, value in (extra or {}).items()]
         needs_rank = any(self._beyond_key(r) for r in self.rules)
         frame = self.with_rank(checked, within) if needs_rank else checked
         for index, rule in enumerate(self.rules):
             out = f"__m_{index}"
-            if rule.check is Check.null_percentage:
-                nulls = scope & F.col(quote(rule.column)).isNull()
-                exprs.append(F.count(F.when(nulls, 1)).alias(out))
-            elif rule.check is Check.unique and not self._beyond_key(rule):
-                # Columns that include the primary key are unique after deduplication.
-                exprs.append(F.lit(0).alias(out))
-            elif rule.check is Check.unique:
+            if rule.check is Check.unique and self._beyond_key(rule):
                 keys = [F.col(quote(k)) for k in rule.key_columns]
                 present = latest
                 for key in keys:
@@ -625,10 +667,6 @@ class RuleSet:
                         out
                     )
                 )
-            elif rule.check is Check.freshness:
-                newest = F.max(F.when(silver_bound, F.col(quote(rule.column)).cast("timestamp")))
-                age = F.unix_timestamp(F.current_timestamp()) - F.unix_timestamp(newest)
-                exprs.append(age.alias(out))
             elif rule.check is Check.references:
                 ref_dataset, ref_column = (rule.references or ".").split(".")
                 key, found = f"__key_{index}", f"__found_{index}"

@@ -128,3 +128,11 @@ def on_databricks(spark) -> bool:
 def is_unity_catalog(spark) -> bool:
     """True on Databricks (runtime or Connect), where tables have three-part names."""
     return on_databricks(spark)
+
+
+def is_classic(spark) -> bool:
+    """True for a classic (JVM-backed) session, not a Spark Connect one: what the
+    ``Observation`` of a DataFrame needs with Spark 3.5."""
+    from pyspark.sql import SparkSession
+
+    return isinstance(spark, SparkSession)

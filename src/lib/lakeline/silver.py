@@ -36,6 +36,7 @@ from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, SchemaDriftPolicy
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
+from lakeline.session import is_classic
 from lakeline.streams import run_available_now
 
 LINEAGE = ("_source_file", "_ingested_at")
@@ -180,12 +181,8 @@ def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict
     """
     table = silver_table(env, dataset)
     session = latest.sparkSession
-    if session.sql(f"DESCRIBE DETAIL {table}").select("numFiles").first()[0] == 0:
-        # By column name, as the MERGE's insert would. An append always commits, and the
-        # dataset's lock keeps other writers out: the newest WRITE is this one.
-        latest.write.format("delta").mode("append").saveAsTable(table)
-        written = merges.newest_commit(session, table, "WRITE")
-        rows = int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
+    if _is_empty(session, table):
+        rows = _append(session, table, latest)
         return {"source": rows, "inserted": rows, "updated": 0}
     on = merges.on_keys(dataset.primary_key)
     newer = ""
@@ -200,6 +197,21 @@ def _merge(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> dict
     )
     counts["source"] = _merged_source_rows(session, table, latest, counts)
     return counts
+
+
+def _is_empty(session, table: str) -> bool:
+    return session.sql(f"DESCRIBE DETAIL {table}").select("numFiles").first()[0] == 0
+
+
+def _append(session, table: str, rows: DataFrame) -> int:
+    """Append ``rows`` to silver by column name, as a MERGE's insert would; how many.
+
+    An append always commits, and the dataset's lock keeps other writers out: the newest
+    WRITE is this one.
+    """
+    rows.write.format("delta").mode("append").saveAsTable(table)
+    written = merges.newest_commit(session, table, "WRITE")
+    return int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
 
 
 def _merged_source_rows(session, table: str, latest: DataFrame, counts: dict) -> int:
@@ -244,6 +256,9 @@ def process_batch(
     # itself. Caching the checked frame (raw and typed values side by side) cost more than
     # all of that together (bench/medallion_tpch.py).
     checked = rules.evaluate(batch)
+    first = rules.observable and is_classic(batch.sparkSession)
+    if first and _is_empty(spark, silver_table(env, dataset)):
+        return _first_load(spark, env, dataset, checked, batch, batch_id, run_id, rules, report)
     measures = rules.measure(spark, env, checked)
     total, bad = measures.total, measures.quarantined
     if total == 0:
@@ -264,6 +279,11 @@ def process_batch(
     else:
         merged = _merge(spark, env, dataset, latest_per_key(typed, dataset, skip=QUARANTINED))
     quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+    return _counts(dataset, batch_id, total, bad, merged)
+
+
+def _counts(dataset: Dataset, batch_id: int, total: int, bad: int, merged: dict) -> dict:
+    """A batch's counts; rows read = merged + quarantined + duplicates, or it raises."""
     counts = {
         "read": total,
         "quarantined": bad,
@@ -279,6 +299,49 @@ def process_batch(
             f"{merged['source']} merged and {bad} quarantined"
         )
     return counts
+
+
+def _first_load(
+    spark,
+    env: Environment,
+    dataset: Dataset,
+    checked: DataFrame,
+    batch: DataFrame,
+    batch_id: int,
+    run_id: str,
+    rules: RuleSet,
+    report: dict,
+) -> dict:
+    """A batch into an empty silver table (a first load, or one after a backfill) in one
+    pass: the rules' counters are observed while the deduplicated rows are appended,
+    instead of being counted by a pass of their own first.
+
+    Only for rule sets that cannot stop a batch (``RuleSet.observable``), so nothing has to
+    be known before the write. The quarantined rows are written after silver, read again
+    only when there are some. A crash in between replays the batch onto a silver table
+    that is no longer empty: its MERGE changes nothing and the quarantine is written then.
+    """
+    table = silver_table(env, dataset)
+    names = [quote(c.name) for c in dataset.columns]
+    narrow = checked.select(*names, *LINEAGE, *rules.observed_columns())
+    observed, observation = rules.observe(narrow, f"silver_{dataset.id}_{run_id}_{batch_id}")
+    latest = latest_per_key(observed, dataset, skip=QUARANTINED).select(*names, *LINEAGE)
+    rows = _append(spark, table, latest)
+    measures = rules.measures_of(observation)
+    failed = report.setdefault("failed_rules", {})
+    for name, count in measures.failed_rule_counts().items():
+        failed[name] = failed.get(name, 0) + count
+    quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)  # warned
+    total, bad = measures.total, measures.quarantined
+    if total == 0:
+        return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
+    if bad:
+        source_columns = [c for c in batch.columns if not c.startswith("_")]
+        write_quarantine(
+            spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
+        )
+    quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+    return _counts(dataset, batch_id, total, bad, {"source": rows, "inserted": rows, "updated": 0})
 
 
 def write_quarantine(
