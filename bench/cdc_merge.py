@@ -63,7 +63,7 @@ def dataset(dataset_id: str, scd: int) -> Dataset:
     )
 
 
-def prepare(spark, env: Environment, source: Path, tag: str):
+def prepare(spark, env: Environment, source: Path, tag: str, plain_dv: bool):
     """The orders as of day 1, and a 1 % change feed as a bronze table per dataset."""
     raw = spark.read.option("header", "true").csv(str(source / "orders"))
     base = raw.select(
@@ -111,7 +111,8 @@ def prepare(spark, env: Environment, source: Path, tag: str):
             )
         rows.write.format("delta").mode("append").saveAsTable(silver.silver_table(env, ds))
     plain_table = env.table("gold", "plain_orders")
-    base.write.format("delta").mode("overwrite").saveAsTable(plain_table)
+    options = {"delta.enableDeletionVectors": "true"} if plain_dv else {}
+    base.write.format("delta").mode("overwrite").options(**options).saveAsTable(plain_table)
     count = base.count()
     base.unpersist()
     return count, changes, plain_table
@@ -149,7 +150,9 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - clock
 
 
-def run(spark, work: Path, source: Path, tag: str) -> tuple[float, float, float, dict]:
+def run(
+    spark, work: Path, source: Path, tag: str, plain_dv: bool
+) -> tuple[float, float, float, dict]:
     env = Environment(
         catalog=f"cdc_{tag}",
         landing_root=str(work / tag / "landing"),
@@ -157,7 +160,7 @@ def run(spark, work: Path, source: Path, tag: str) -> tuple[float, float, float,
         unity_catalog=False,
     )
     env.ensure_schemas(spark)
-    rows, changes, plain_table = prepare(spark, env, source, tag)
+    rows, changes, plain_table = prepare(spark, env, source, tag, plain_dv)
     plain = timed(plain_merge, spark, env, plain_table)
     clock = time.perf_counter()
     scd1 = lakeline(spark, env, dataset("orders_scd1", 1), tag)
@@ -179,6 +182,12 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--work", type=Path, default=HERE / ".work" / "cdc")
     parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument(
+        "--plain-deletion-vectors",
+        action="store_true",
+        help="give the hand-written MERGE's table deletion vectors too, as lakeline's silver "
+        "tables have by default (dataset setting deletion_vectors)",
+    )
     args = parser.parse_args()
 
     source = generate(args.scale, args.data)
@@ -192,10 +201,11 @@ def main() -> int:
         spark__sql__shuffle__partitions="8",
     )
     spark.sparkContext.setLogLevel("ERROR")
-    run(spark, args.work, warmup, "warmup")  # JIT and first-use costs, for both paths
-    plain, ours, scd2, facts = run(spark, args.work, source, "real")
+    dv = args.plain_deletion_vectors
+    run(spark, args.work, warmup, "warmup", dv)  # JIT and first-use costs, for both paths
+    plain, ours, scd2, facts = run(spark, args.work, source, "real", dv)
     print(f"orders SF{args.scale:g}: {facts['rows']} rows, {facts['changes']} changes (1 %)")
-    print(f"plain MERGE      {plain:8.1f}s")
+    print(f"plain MERGE      {plain:8.1f}s   (deletion vectors: {'on' if dv else 'off'})")
     print(f"lakeline SCD1    {ours:8.1f}s   ratio {ours / plain:.2f}")
     print(f"lakeline SCD2    {scd2:8.1f}s   ratio {scd2 / plain:.2f}")
     print(f"SCD1 equals plain MERGE: {facts['same']}")

@@ -230,3 +230,32 @@ def test_cast_failures_do_not_depend_on_ansi_mode(spark, ansi):
         assert len(row._reasons) == 3
     finally:
         spark.conf.set("spark.sql.ansi.enabled", previous)
+
+
+@pytest.mark.parametrize("deletion_vectors", [True, False])
+def test_a_merge_into_silver_marks_replaced_rows_with_deletion_vectors(
+    spark, env, deletion_vectors
+):
+    """Silver is created with deletion vectors unless the dataset says no: a MERGE that
+    changes one row then writes that row and a deletion vector, and rewrites no file."""
+    dataset = ORDERS.model_copy(update={"deletion_vectors": deletion_vectors})
+    silver.ensure_tables(spark, env, dataset)
+    table = silver.silver_table(env, dataset)
+    first = [(str(i), "1.00", "01/03/2024", "2024-03-01T10:00:00") for i in range(1, 7)]
+    silver.process_batch(spark, env, dataset, bronze_rows(spark, first).coalesce(1), 0, "r1")
+    change = [("2", "2.00", "01/03/2024", "2024-03-02T10:00:00")]
+    counts = silver.process_batch(spark, env, dataset, bronze_rows(spark, change), 1, "r2")
+    assert (counts["inserted"], counts["updated"]) == (0, 1)
+    properties = {r.key: r.value for r in spark.sql(f"SHOW TBLPROPERTIES {table}").collect()}
+    metrics = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first().operationMetrics
+    if deletion_vectors:
+        assert properties["delta.enableDeletionVectors"] == "true"
+        assert (metrics["numTargetDeletionVectorsAdded"], metrics["numTargetFilesRemoved"]) == (
+            "1",
+            "0",
+        )
+    else:
+        assert "delta.enableDeletionVectors" not in properties
+        assert metrics["numTargetFilesRemoved"] == "1"
+    amounts = {r.order_id: r.amount for r in spark.table(table).collect()}
+    assert amounts == {i: Decimal("2.00" if i == 2 else "1.00") for i in range(1, 7)}

@@ -268,6 +268,13 @@ class Dataset(_Model):
         description="File sources: addNewColumns, rescue (unknown fields and values that do "
         "not fit go to _rescued_data), failOnNewColumns or none (new columns are ignored).",
     )
+    deletion_vectors: bool = Field(
+        default=True,
+        description="Create silver with Delta deletion vectors: a MERGE marks the rows it "
+        "replaces instead of rewriting every file they sit in (Databricks' default for new "
+        "tables). Readers need Delta Lake 2.3+ / Databricks Runtime 12.2+; set false for "
+        "older ones. Applies when the silver table is created.",
+    )
     # Filled in by load_project from `contract`; travels with the dataset to the control table.
     compiled_contract: SkipJsonSchema[Contract | None] = None
 

@@ -83,19 +83,30 @@ QUARANTINE_SCHEMA = T.StructType(
 )
 
 
+def silver_properties(dataset: Dataset) -> dict[str, str]:
+    """Delta table properties a new silver table is created with.
+
+    Deletion vectors (``deletion_vectors``, on by default): a MERGE that changes a few rows
+    in many files marks them deleted and writes only the changed rows, where it would
+    otherwise rewrite every file it touches. OPTIMIZE (the maintenance job) rewrites files
+    with many deleted rows.
+    """
+    return {"delta.enableDeletionVectors": "true"} if dataset.deletion_vectors else {}
+
+
 def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
     """Create the silver and quarantine tables if they do not exist yet.
 
     A quarantine table from before the quality engine gets its new columns added.
     """
-    for schema_name, schema in (
-        ("silver", silver_schema(dataset)),
-        ("quarantine", QUARANTINE_SCHEMA),
+    for schema_name, schema, properties in (
+        ("silver", silver_schema(dataset), silver_properties(dataset)),
+        ("quarantine", QUARANTINE_SCHEMA, {}),
     ):
         if not env.exists(spark, schema_name, dataset.id):
-            spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(
-                env.table(schema_name, dataset.id)
-            )
+            spark.createDataFrame([], schema).write.format("delta").mode("ignore").options(
+                **properties
+            ).saveAsTable(env.table(schema_name, dataset.id))
     table = quarantine_table(env, dataset)
     have = set(spark.table(table).columns)
     missing = [f for f in QUARANTINE_SCHEMA.fields if f.name not in have]
