@@ -439,3 +439,33 @@ def test_a_failed_silver_step_says_which_rule_and_how_many_rows_in_the_run_log(s
     details = json.loads(log.details)
     assert details["stopped_by"] == [{"rule": "enough", "rows_failed": 2, "rows_evaluated": 2}]
     assert isinstance(result, StepResult)
+
+
+def test_metrics_are_appended_alongside_the_block_and_their_error_is_not_lost(monkeypatch):
+    """The metrics append runs while the block (the MERGE) does, is finished when the block
+    is, and raises its own error unless the block raised one."""
+    import threading
+
+    from lakeline import quality
+
+    started, merged = threading.Event(), threading.Event()
+
+    def record(*args):
+        started.set()
+        assert merged.wait(10), "the block never ran while the metrics were appended"
+
+    monkeypatch.setattr(quality, "record_metrics", record)
+    with quality.metrics_alongside(None, None, None, "r", 0, None):
+        assert started.wait(10)
+        merged.set()
+
+    def broken(*args):
+        raise RuntimeError("metrics table unreachable")
+
+    monkeypatch.setattr(quality, "record_metrics", broken)
+    alongside = quality.metrics_alongside(None, None, None, "r", 0, None)
+    with pytest.raises(RuntimeError, match="unreachable"), alongside:
+        pass
+    alongside = quality.metrics_alongside(None, None, None, "r", 0, None)
+    with pytest.raises(KeyError, match="the merge failed"), alongside:
+        raise KeyError("the merge failed")

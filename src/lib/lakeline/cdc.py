@@ -244,6 +244,7 @@ class _Checked:
     quarantined: int
     applied: int  # valid changes with a distinct key (SCD1) or key and event time (SCD2)
     deletes: int  # valid deletes
+    measures: quality.BatchMeasures  # for ops.dq_metrics, written alongside the MERGE
 
 
 def _check(
@@ -258,7 +259,8 @@ def _check(
 ) -> _Checked:
     """Check a batch by ``classify``, with the rules' counters and the batch's own counts in
     one uncached aggregation; rejects go to quarantine with reasons (only read when a row
-    failed). A failed ``fail`` rule stops the batch before anything is written.
+    failed). A failed ``fail`` rule stops the batch before anything is written. The
+    metrics are the caller's to record (``quality.metrics_alongside``).
     """
     from lakeline import silver
 
@@ -281,12 +283,11 @@ def _check(
     if bad:
         source_columns = [c for c in batch.columns if not c.startswith("_")]
         silver.write_quarantine(spark, env, dataset, checked, BAD, source_columns, run_id, batch_id)
-    quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
     changes = checked.select(*[_c(c.name) for c in dataset.columns], *LINEAGE, "_run_id", OP, BAD)
     good = changes.where(valid).drop(BAD)
     read = int(row["__read"])
     applied = int(row.get("__applied", read - bad))  # a snapshot applies every valid row
-    return _Checked(changes, good, read, bad, applied, int(row["__deletes"]))
+    return _Checked(changes, good, read, bad, applied, int(row["__deletes"]), measures)
 
 
 # --------------------------------------------------------------------------- SCD1
@@ -650,18 +651,21 @@ def process_batch(
     report = quality_report if quality_report is not None else {}
     batch_checked = _check(spark, env, dataset, batch, batch_id, run_id, rules, report)
     total, bad, good = batch_checked.read, batch_checked.quarantined, batch_checked.good
+    measures = batch_checked.measures
     if total == 0:
+        quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
         return Counts().as_dict()
     valid = total - bad
     applied = batch_checked.applied
-    if dataset.load.type is LoadType.snapshot:
-        counts = _apply_snapshots(spark, env, dataset, good)
-    elif dataset.scd.type == 2:
-        events = good.withColumn(EVENT_TIME, _c(_sequence(dataset)[0]))
-        counts = merge_scd2(spark, env, dataset, events)
-    else:
-        latest = latest_change_per_key(batch_checked.changes, dataset, skip=BAD)
-        counts = merge_scd1(spark, env, dataset, latest, deletes=batch_checked.deletes > 0)
+    with quality.metrics_alongside(spark, env, dataset, run_id, batch_id, measures):
+        if dataset.load.type is LoadType.snapshot:
+            counts = _apply_snapshots(spark, env, dataset, good)
+        elif dataset.scd.type == 2:
+            events = good.withColumn(EVENT_TIME, _c(_sequence(dataset)[0]))
+            counts = merge_scd2(spark, env, dataset, events)
+        else:
+            latest = latest_change_per_key(batch_checked.changes, dataset, skip=BAD)
+            counts = merge_scd1(spark, env, dataset, latest, deletes=batch_checked.deletes > 0)
     result = Counts(
         read=total,
         quarantined=bad,

@@ -279,17 +279,18 @@ def process_batch(
         failed[name] = failed.get(name, 0) + rows
     quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)
     source_columns = [c for c in batch.columns if not c.startswith("_")]
-    if bad:
-        write_quarantine(
-            spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
-        )
     # Only the typed silver columns (and the flag) travel to the MERGE and its shuffle.
     typed = checked.select(*[F.col(quote(c.name)) for c in dataset.columns], *LINEAGE, QUARANTINED)
-    if bad == total:  # nothing for silver
-        merged = {"source": 0, "inserted": 0, "updated": 0}
-    else:
-        merged = _merge(spark, env, dataset, latest_per_key(typed, dataset, skip=QUARANTINED))
-    quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+    with quality.metrics_alongside(spark, env, dataset, run_id, batch_id, measures):
+        if bad:
+            write_quarantine(
+                spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
+            )
+        if bad == total:  # nothing for silver
+            merged = {"source": 0, "inserted": 0, "updated": 0}
+        else:
+            latest = latest_per_key(typed, dataset, skip=QUARANTINED)
+            merged = _merge(spark, env, dataset, latest)
     return _counts(dataset, batch_id, total, bad, merged)
 
 
@@ -346,12 +347,12 @@ def _first_load(
     total, bad = measures.total, measures.quarantined
     if total == 0:
         return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
-    if bad:
-        source_columns = [c for c in batch.columns if not c.startswith("_")]
-        write_quarantine(
-            spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
-        )
-    quality.record_metrics(spark, env, dataset, run_id, batch_id, measures)
+    with quality.metrics_alongside(spark, env, dataset, run_id, batch_id, measures):
+        if bad:
+            source_columns = [c for c in batch.columns if not c.startswith("_")]
+            write_quarantine(
+                spark, env, dataset, checked, QUARANTINED, source_columns, run_id, batch_id
+            )
     return _counts(dataset, batch_id, total, bad, {"source": rows, "inserted": rows, "updated": 0})
 
 
