@@ -22,14 +22,14 @@ def _bundle_root(start: Path) -> Path:
 
 def run_local(args: argparse.Namespace) -> int:
     from lakeline.local.runner import run_fixture_batches
-    from lakeline.session import local_session
+    from lakeline.session import local_session, quiet
 
     root = _bundle_root(Path(args.bundle).resolve())
     work = (root / args.workdir).resolve()
     if args.fresh and work.exists():
         shutil.rmtree(work)
     spark = local_session(work / "warehouse")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet(spark)
     runs = run_fixture_batches(
         spark, root, work, root / args.fixtures, batches=args.batch, target=args.target
     )
@@ -84,7 +84,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     from lakeline.metadata import load_project
     from lakeline.quarantine import replay, replay_token
     from lakeline.runlog import logged_step
-    from lakeline.session import local_session
+    from lakeline.session import local_session, quiet
 
     root = _bundle_root(Path(args.bundle).resolve())
     project = load_project(root / args.metadata)
@@ -102,7 +102,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         unity_catalog=False,
     )
     spark = local_session(work / "warehouse")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet(spark)
     env.ensure_schemas(spark)
     run_id = replay_token()
     with logged_step(spark, env, run_id, args.dataset, "replay") as result:
@@ -124,13 +124,13 @@ def backfill(args: argparse.Namespace) -> int:
 
     from lakeline.local.bundle import load_job
     from lakeline.pipeline import Request, run_backfill
-    from lakeline.session import local_session
+    from lakeline.session import local_session, quiet
 
     root = _bundle_root(Path(args.bundle).resolve())
     job = load_job(root, JOB_KEY, args.target)
     work = (root / args.workdir).resolve()
     spark = local_session(work / "warehouse")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet(spark)
     request = Request(
         catalog=job.variables["catalog"],
         landing_root=str(work / "landing"),
