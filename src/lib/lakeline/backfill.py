@@ -28,17 +28,11 @@ from lakeline import cdc, merges, silver
 from lakeline.bronze import bronze_table
 from lakeline.environment import Environment
 from lakeline.errors import LakelineError
+from lakeline.hdfs import delete_folder
 from lakeline.metadata import Dataset
 from lakeline.quality import RuleSet
 from lakeline.runlog import StepResult
 from lakeline.streams import run_available_now
-
-
-def _delete_folder(spark, path: str) -> None:
-    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)
-    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if fs.exists(jvm_path):
-        fs.delete(jvm_path, True)
 
 
 def _has_sequence(dataset: Dataset) -> bool:
@@ -70,7 +64,7 @@ def rebuild_silver(
         # A new silver checkpoint placed at bronze's end (batches that do nothing read no
         # data), then all of bronze applied as one batch below: later runs go on from here.
         checkpoint = env.checkpoint(dataset.id, "silver")
-        _delete_folder(spark, checkpoint)
+        delete_folder(spark, checkpoint)
         run_available_now(
             spark.readStream.format("delta").table(bronze_table(env, dataset)),
             lambda batch, batch_id: None,

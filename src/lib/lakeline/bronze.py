@@ -51,14 +51,15 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeline import schema_evolution, state
+from lakeline import merges, schema_evolution, state
 from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import DataError
-from lakeline.hdfs import read_text, write_text
+from lakeline.hdfs import has_files, read_text, write_text
 from lakeline.metadata import Column, Dataset, SchemaEvolution, SourceFormat
 from lakeline.runlog import StepResult
-from lakeline.streams import run_available_now
+from lakeline.session import is_connect
+from lakeline.streams import run_batches
 
 MARKER = "lakeline"
 
@@ -117,11 +118,7 @@ def _reader_options(dataset: Dataset) -> dict[str, str]:
 
 
 def _has_files(spark, path: str) -> bool:
-    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)
-    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(jvm_path):
-        return False
-    return any(not s.getPath().getName().startswith((".", "_")) for s in fs.listStatus(jvm_path))
+    return has_files(spark, path)
 
 
 def _source_schema(spark, env: Environment, dataset: Dataset, path: str) -> T.StructType:
@@ -228,13 +225,13 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
     if not fitting:
         stream = schema_evolution.rescue(stream, rescued)
 
-    def refit(batch: DataFrame) -> DataFrame:
+    def refit(session, batch: DataFrame) -> DataFrame:
         if not fitting:
             return batch
         # The stream's rows carry only their file (FILES_ONLY): read the files again.
         files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
         return (
-            schema_evolution.read_fitting(spark, files, schema, rescued, options)
+            schema_evolution.read_fitting(session, files, schema, rescued, options)
             if files
             else batch
         )
@@ -257,12 +254,15 @@ def _stream_into_bronze(
     wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stored = state.watermark(spark, env, dataset.id) if wm is not None else None
     seen: dict = {"rows": 0, "files": set(), "watermark": stored}
+    # Over Spark Connect the batch runs beside the server (streams.run_batches): no
+    # Observation there, and the watermark so far is read back from the state.
+    connect = is_connect(spark)
 
-    def write_batch(batch: DataFrame, batch_id: int) -> None:
+    def write_batch(session, batch: DataFrame, batch_id: int, out: dict) -> None:
         marker = {"stream": "bronze", "batch": batch_id}
-        replay = marker in _committed_markers(spark, target)
+        replay = marker in _committed_markers(session, target)
         if refit is not None:
-            batch = refit(batch)
+            batch = refit(session, batch)
         metrics = [
             F.count(F.lit(1)).alias("rows"),
             F.array_join(F.collect_set("_source_file"), "\n").alias("files"),
@@ -274,25 +274,38 @@ def _stream_into_bronze(
             # Committed to bronze before a crash: not written again, but its state may be
             # missing, so it is worked out from the batch and merged (idempotent).
             got = batch.agg(*metrics).first().asDict()
+        elif connect:  # no Observation over Spark Connect: counted first, then appended
+            got = batch.agg(*metrics).first().asDict()
+            _append(_with_lineage(batch, run_id), target, marker, merge_schema)
         else:
             observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
             framed = _with_lineage(batch.observe(observation, *metrics), run_id)
             _append(framed, target, marker, merge_schema)
             got = observation.get
-            seen["rows"] += got["rows"]
         files = got["files"].split("\n") if got["files"] else []
         if not replay:
-            seen["files"].update(files)
+            out["rows"], out["files"] = got["rows"], files
         # Mirror processed files and the watermark into the state table before the
         # checkpoint commits this batch: a crash here replays it. A first attempt's files
         # cannot be there yet, so they are appended; a replay merges.
-        if wm is not None:
-            seen["watermark"] = _later(wm, got.get("watermark"), seen["watermark"])
         mark = seen["watermark"]
-        state.record(spark, env, dataset.id, run_id, files=files, watermark=mark, fresh=not replay)
+        if wm is not None:
+            if connect:
+                mark = state.watermark(session, env, dataset.id)
+            mark = _later(wm, got.get("watermark"), mark)
+        out["watermark"] = mark
+        fresh = not replay
+        state.record(session, env, dataset.id, run_id, files=files, watermark=mark, fresh=fresh)
+
+    def collect(out: dict) -> None:
+        seen["rows"] += out.get("rows", 0)
+        seen["files"].update(out.get("files", []))
+        if "watermark" in out:
+            seen["watermark"] = out["watermark"]
 
     checkpoint = env.checkpoint(dataset.id, "bronze")
-    run_available_now(stream, write_batch, checkpoint, f"dataset '{dataset.id}', bronze")
+    what = f"dataset '{dataset.id}', bronze"
+    run_batches(spark, env, stream, write_batch, collect, checkpoint, what, run_id)
     result.rows_read = result.rows_written = seen["rows"]
     result.details["files"] = sorted(seen["files"])
     if seen["watermark"] is not None:
@@ -359,10 +372,17 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
             return
         frame = frame.where(typed <= F.lit(high).cast(kind))
         marker["watermark"] = high
-    observation = Observation(f"bronze_{dataset.id}_{run_id}")
     framed = frame.withColumn("_source_file", F.lit(origin))
-    _append(_with_lineage(framed.observe(observation, F.count(F.lit(1))), run_id), target, marker)
-    result.rows_read = result.rows_written = observation.get["count(1)"]
+    if is_connect(spark):  # no Observation: the append's own commit counts its rows
+        _append(_with_lineage(framed, run_id), target, marker)
+        written = merges.newest_commit(spark, target, "WRITE")
+        rows = int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
+        result.rows_read = result.rows_written = rows
+    else:
+        observation = Observation(f"bronze_{dataset.id}_{run_id}")
+        observed = framed.observe(observation, F.count(F.lit(1)))
+        _append(_with_lineage(observed, run_id), target, marker)
+        result.rows_read = result.rows_written = observation.get["count(1)"]
     if "watermark" in marker:
         state.record(spark, env, dataset.id, run_id, watermark=marker["watermark"])
         result.details["watermark"] = marker["watermark"]

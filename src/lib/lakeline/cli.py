@@ -22,14 +22,17 @@ def _bundle_root(start: Path) -> Path:
 
 def run_local(args: argparse.Namespace) -> int:
     from lakeline.local.runner import run_fixture_batches
-    from lakeline.session import local_session
+    from lakeline.session import local_connect_session, local_session, quiet
 
     root = _bundle_root(Path(args.bundle).resolve())
     work = (root / args.workdir).resolve()
     if args.fresh and work.exists():
         shutil.rmtree(work)
-    spark = local_session(work / "warehouse")
-    spark.sparkContext.setLogLevel("ERROR")
+    if args.connect:  # the same job as a client of a local Spark Connect server
+        spark = local_connect_session(work / "warehouse")
+    else:
+        spark = local_session(work / "warehouse")
+    quiet(spark)
     runs = run_fixture_batches(
         spark, root, work, root / args.fixtures, batches=args.batch, target=args.target
     )
@@ -84,7 +87,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     from lakeline.metadata import load_project
     from lakeline.quarantine import replay, replay_token
     from lakeline.runlog import logged_step
-    from lakeline.session import local_session
+    from lakeline.session import local_session, quiet
 
     root = _bundle_root(Path(args.bundle).resolve())
     project = load_project(root / args.metadata)
@@ -102,7 +105,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         unity_catalog=False,
     )
     spark = local_session(work / "warehouse")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet(spark)
     env.ensure_schemas(spark)
     run_id = replay_token()
     with logged_step(spark, env, run_id, args.dataset, "replay") as result:
@@ -124,13 +127,13 @@ def backfill(args: argparse.Namespace) -> int:
 
     from lakeline.local.bundle import load_job
     from lakeline.pipeline import Request, run_backfill
-    from lakeline.session import local_session
+    from lakeline.session import local_session, quiet
 
     root = _bundle_root(Path(args.bundle).resolve())
     job = load_job(root, JOB_KEY, args.target)
     work = (root / args.workdir).resolve()
     spark = local_session(work / "warehouse")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet(spark)
     request = Request(
         catalog=job.variables["catalog"],
         landing_root=str(work / "landing"),
@@ -160,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", action="append", help="run only batch N (repeatable)")
     run.add_argument("--workdir", default=".lakeline", help="local landing, checkpoints, tables")
     run.add_argument("--fresh", action="store_true", help="start from an empty work folder")
+    run.add_argument(
+        "--connect",
+        action="store_true",
+        help="run as a Spark Connect client of a local Connect server (as Databricks Connect)",
+    )
     run.set_defaults(func=run_local)
 
     check = sub.add_parser("validate", help="validate the metadata and list what it defines")

@@ -24,6 +24,6 @@ def render(table: GoldTable, env: Environment) -> str:
 def build(spark, env: Environment, table: GoldTable, result: StepResult) -> None:
     target = env.table("gold", table.name)
     spark.sql(f"CREATE OR REPLACE TABLE {target} USING DELTA AS\n{render(table, env)}")
-    rows = spark.table(target).count()
+    rows = int(spark.table(target).count())  # numpy.int64 over Spark Connect 3.5
     result.rows_written += rows
     result.details.setdefault("tables", {})[table.name] = rows

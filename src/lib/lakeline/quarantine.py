@@ -187,7 +187,7 @@ def _checked(spark, env: Environment, dataset: Dataset, rules: RuleSet, pending:
 def _finish(spark, env: Environment, dataset: Dataset, token: str) -> int:
     name = silver.quarantine_table(env, dataset)
     claimed = (F.col("replay_run_id") == F.lit(token)) & F.col("replayed_at").isNull()
-    count = spark.table(name).where(claimed).count()
+    count = int(spark.table(name).where(claimed).count())  # numpy.int64 over Connect
     if count:
         merges.update(
             spark,

@@ -50,7 +50,7 @@ from pyspark.sql import types as T
 from lakeline import state
 from lakeline.environment import Environment
 from lakeline.errors import DataError
-from lakeline.hdfs import write_text
+from lakeline.hdfs import list_files, write_text
 from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, SchemaEvolution, SourceFormat
 from lakeline.runlog import StepResult
@@ -180,17 +180,8 @@ def _path(uri: str) -> str:
 
 
 def _pending_files(spark, env: Environment, dataset: Dataset, folder: str) -> list[str]:
-    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(folder)
-    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
     done = {_path(f) for f in state.get(spark, env, dataset.id, state.FILE)}
-    found = []
-    for status in fs.listStatus(jvm_path):
-        name = status.getPath().getName()
-        if status.isFile() and not name.startswith((".", "_")):
-            uri = status.getPath().toString()
-            if _path(uri) not in done:
-                found.append(uri)
-    return sorted(found)
+    return [uri for uri in list_files(spark, folder) if _path(uri) not in done]
 
 
 def _drift(

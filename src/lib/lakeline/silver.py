@@ -36,8 +36,8 @@ from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, SchemaDriftPolicy
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
 from lakeline.runlog import StepResult
-from lakeline.session import is_classic
-from lakeline.streams import run_available_now
+from lakeline.session import is_connect
+from lakeline.streams import run_batches
 
 LINEAGE = ("_source_file", "_ingested_at")
 QUARANTINE_MARKER = "lakeline"
@@ -240,7 +240,7 @@ def _merged_source_rows(session, table: str, latest: DataFrame, counts: dict) ->
             and int(metrics.get("numTargetRowsUpdated", -1)) == counts["updated"]
         ):
             return int(metrics["numSourceRows"])
-    return latest.count()
+    return int(latest.count())  # a Spark Connect 3.5 count() is a numpy.int64
 
 
 def process_batch(
@@ -267,7 +267,7 @@ def process_batch(
     # itself. Caching the checked frame (raw and typed values side by side) cost more than
     # all of that together (bench/medallion_tpch.py).
     checked = rules.evaluate(batch)
-    first = rules.observable and is_classic(batch.sparkSession)
+    first = rules.observable and not is_connect(batch.sparkSession)
     if first and _is_empty(spark, silver_table(env, dataset)):
         return _first_load(spark, env, dataset, checked, batch, batch_id, run_id, rules, report)
     measures = rules.measure(spark, env, checked)
@@ -424,17 +424,27 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
     # Change feeds, snapshots and SCD2 are applied by cdc.py; other loads upsert here.
     apply = cdc.process_batch if cdc.handles(dataset) else process_batch
 
-    def each_batch(batch: DataFrame, batch_id: int) -> None:
-        counts = apply(spark, env, dataset, batch, batch_id, run_id, rules, report)
-        for key, value in counts.items():
+    # A batch's counts and quality report come back in ``out`` and are added up here
+    # (streams.run_batches: over Spark Connect the batch runs beside the server).
+    def each_batch(session, batch: DataFrame, batch_id: int, out: dict) -> None:
+        out["report"] = {"warned": 0, "failed_rules": {}}
+        out["counts"] = apply(session, env, dataset, batch, batch_id, run_id, rules, out["report"])
+
+    def collect(out: dict) -> None:
+        for key, value in out.get("counts", {}).items():
             totals[key] += value
+        _add_report(report, out.get("report", {}))
 
     try:
-        run_available_now(
+        run_batches(
+            spark,
+            env,
             spark.readStream.format("delta").table(source),
             each_batch,
+            collect,
             env.checkpoint(dataset.id, "silver"),
             f"dataset '{dataset.id}', silver",
+            run_id,
         )
     finally:
         result.details["warned"] = report["warned"]
@@ -446,3 +456,13 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
     result.details.update(totals)
     if totals["read"] != totals["merged"] + totals["quarantined"] + totals["duplicates"]:
         raise ReconciliationError(f"dataset '{dataset.id}': counts do not reconcile: {totals}")
+
+
+def _add_report(report: dict, batch: dict) -> None:
+    """Add one batch's quality report (warned rows, rows failed per rule, the rules that
+    stopped it) to the step's."""
+    report["warned"] += batch.get("warned", 0)
+    for name, rows in batch.get("failed_rules", {}).items():
+        report["failed_rules"][name] = report["failed_rules"].get(name, 0) + rows
+    if "stopped_by" in batch:
+        report["stopped_by"] = batch["stopped_by"]

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import random
 import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
+from lakeline.environment import Environment
 from lakeline.errors import DataError, LakelineError
+from lakeline.session import is_connect, on_databricks
 
 _PY_ERROR = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
 
@@ -29,15 +40,156 @@ def run_available_now(frame: DataFrame, each_batch, checkpoint: str, what: str) 
     """
     from pyspark.errors import StreamingQueryException
 
-    query = (
+    writer = (
         frame.writeStream.foreachBatch(each_batch)
         .option("checkpointLocation", checkpoint)
         .trigger(availableNow=True)
-        .start()
     )
+    session = frame.sparkSession
+    with _one_at_a_time(session):
+        query = _start(writer) if is_connect(session) else writer.start()
+        try:
+            query.awaitTermination()
+        except StreamingQueryException as exc:
+            raise _failed(what, root_cause(exc)) from None
+
+
+# Starting a foreachBatch query over Spark Connect starts the function's Python worker
+# beside the server, and a Spark 3.5 server waits only 10 s (fixed) for it to connect back.
+# A worker importing pyspark on a busy 2-core machine, beside other streams' batches, can
+# miss that. So the streams of one process start one at a time, those of a local Connect
+# server (``session.local_connect_session``, whose workers share this machine) even run one
+# at a time, and a start that missed it anyway (nothing of the stream has run) is retried.
+_WORKER_DID_NOT_START = "Python worker failed to connect back"
+_START_ATTEMPTS = 6
+_STARTING = threading.Lock()
+_LOCAL_SERVER = threading.Lock()
+
+
+def _one_at_a_time(session):
+    if is_connect(session) and not on_databricks(session):
+        return _LOCAL_SERVER
+    return contextlib.nullcontext()
+
+
+def _start(writer):
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            with _STARTING:
+                return writer.start()
+        except Exception as exc:
+            if _WORKER_DID_NOT_START not in str(exc) or attempt == _START_ATTEMPTS:
+                raise
+            time.sleep(attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def _failed(what: str, cause: str) -> LakelineError:
+    error = LakelineError if "LakelineError" in cause or "DataError" in cause else DataError
+    return error(f"{what}: {cause}")
+
+
+# --------------------------------------------------------------------- batches with results
+
+BATCH_RESULTS = "stream_batches"
+
+
+def run_batches(
+    spark,
+    env: Environment,
+    frame: DataFrame,
+    each_batch: Callable[[object, DataFrame, int, dict], None],
+    collect: Callable[[dict], None],
+    checkpoint: str,
+    what: str,
+    run_id: str,
+) -> None:
+    """``run_available_now`` for a batch function whose results the caller adds up.
+
+    ``each_batch(session, batch, batch_id, out)`` processes one micro-batch with ``session``
+    and fills the dict ``out`` with what it did (JSON values), also when it raises;
+    ``collect(out)`` adds one batch's ``out`` to the caller's totals, in batch order, in
+    this process. On a classic session that is done after each batch, as it runs here.
+
+    Over Spark Connect the batch function runs in a Python worker beside the server: it is
+    given the batch's own session (``batch.sparkSession``; the client's is not picklable)
+    and its ``out`` and error are appended to ``ops.stream_batches`` (run, batch, JSON),
+    which this process reads once the stream has stopped. A failed batch is raised as on a
+    classic session: a DataError (or LakelineError) naming ``what`` and the batch's error.
+    """
+    if not is_connect(spark):
+
+        def in_process(batch: DataFrame, batch_id: int) -> None:
+            out: dict = {}
+            try:
+                each_batch(spark, batch, batch_id, out)
+            finally:
+                collect(out)
+
+        run_available_now(frame, in_process, checkpoint, what)
+        return
+    table = env.table("ops", BATCH_RESULTS)
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {table} (stream STRING NOT NULL, run_id STRING, "
+        "what STRING, batch_id BIGINT NOT NULL, result STRING, error STRING, "
+        "recorded_at TIMESTAMP) USING DELTA "
+        "COMMENT 'lakeline: what each micro-batch of a stream run over Spark Connect did'"
+    )
+    stream = uuid.uuid4().hex
+    failure = None
     try:
-        query.awaitTermination()
-    except StreamingQueryException as exc:
-        cause = root_cause(exc)
-        error = LakelineError if "LakelineError" in cause or "DataError" in cause else DataError
-        raise error(f"{what}: {cause}") from None
+        run_available_now(
+            frame, _posting(each_batch, table, stream, run_id, what), checkpoint, what
+        )
+    except LakelineError as exc:
+        failure = exc
+    rows = (
+        spark.table(table)
+        .where(F.col("stream") == stream)
+        .orderBy("batch_id", "recorded_at")
+        .select("batch_id", "result", "error")
+        .collect()
+    )
+    latest = {r.batch_id: r for r in rows}  # a batch posted twice: its last attempt
+    for batch_id in sorted(latest):
+        collect(json.loads(latest[batch_id].result or "{}"))
+    error = next((r.error for r in latest.values() if r.error), None)
+    if error is not None:
+        raise _failed(what, error) from None
+    if failure is not None:
+        raise failure
+
+
+_RESULT_SCHEMA = (
+    "stream string, run_id string, what string, batch_id bigint, result string, "
+    "error string, recorded_at timestamp"
+)
+
+
+def _posting(each_batch, table: str, stream: str, run_id: str, what: str):
+    """The foreachBatch function that runs ``each_batch`` beside a Spark Connect server and
+    appends its result to ``table``. Captures no session: it is pickled to the server."""
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        session = batch.sparkSession
+        out: dict = {}
+        error = None
+        try:
+            each_batch(session, batch, batch_id, out)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            row = (stream, run_id, what, batch_id, json.dumps(out, default=_plain), error)
+            now = datetime.now(UTC).replace(tzinfo=None)
+            session.createDataFrame([(*row, now)], _RESULT_SCHEMA).write.format("delta").mode(
+                "append"
+            ).saveAsTable(table)
+
+    return run
+
+
+def _plain(value):
+    """JSON for what a batch reports: a numpy number (a Connect ``count()`` is one) as the
+    number it is, anything else as text."""
+    return value.item() if hasattr(value, "item") else str(value)
