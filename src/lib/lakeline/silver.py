@@ -274,9 +274,7 @@ def process_batch(
     total, bad = measures.total, measures.quarantined
     if total == 0:
         return {"read": 0, "quarantined": 0, "duplicates": 0, "merged": 0}
-    failed = report.setdefault("failed_rules", {})
-    for name, rows in measures.failed_rule_counts().items():
-        failed[name] = failed.get(name, 0) + rows
+    _count_failed(report, measures)
     quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)
     source_columns = [c for c in batch.columns if not c.startswith("_")]
     # Only the typed silver columns (and the flag) travel to the MERGE and its shuffle.
@@ -292,6 +290,13 @@ def process_batch(
             latest = latest_per_key(typed, dataset, skip=QUARANTINED)
             merged = _merge(spark, env, dataset, latest)
     return _counts(dataset, batch_id, total, bad, merged)
+
+
+def _count_failed(report: dict, measures: quality.BatchMeasures) -> None:
+    """Add the batch's rows failed per rule to ``report["failed_rules"]``."""
+    failed = report.setdefault("failed_rules", {})
+    for name, rows in measures.failed_rule_counts().items():
+        failed[name] = failed.get(name, 0) + rows
 
 
 def _counts(dataset: Dataset, batch_id: int, total: int, bad: int, merged: dict) -> dict:
@@ -340,9 +345,7 @@ def _first_load(
     latest = latest_per_key(observed, dataset, skip=QUARANTINED).select(*names, *LINEAGE)
     rows = _append(spark, table, latest)
     measures = rules.measures_of(observation)
-    failed = report.setdefault("failed_rules", {})
-    for name, count in measures.failed_rule_counts().items():
-        failed[name] = failed.get(name, 0) + count
+    _count_failed(report, measures)
     quality.stop_on_fail(spark, env, dataset, run_id, batch_id, measures, report)  # warned
     total, bad = measures.total, measures.quarantined
     if total == 0:
