@@ -19,6 +19,10 @@ def spark(tmp_path_factory):
         app_name="lakeline-tests",
         spark__sql__shuffle__partitions="2",
         spark__default__parallelism="2",
+        # The suite touches thousands of tables in one JVM: a small DeltaLog cache and room
+        # to spare keep its heap from filling up (and codegen from failing) late in the run.
+        spark__databricks__delta__delta__log__cacheSize="32",
+        spark__driver__memory="2g",
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session

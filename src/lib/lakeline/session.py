@@ -111,6 +111,13 @@ def local_session(
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+        # A long-lived local session keeps what it has seen within bounds: Delta caches one
+        # DeltaLog (with its snapshot's plans and encoders) per table touched, 10 000 by
+        # default, and the status store keeps 1 000 query plans for a UI that is off.
+        .config("spark.databricks.delta.delta.log.cacheSize", "200")
+        .config("spark.sql.ui.retainedExecutions", "100")
+        .config("spark.ui.retainedJobs", "100")
+        .config("spark.ui.retainedStages", "100")
         .enableHiveSupport()
     )
     for key, value in conf.items():
