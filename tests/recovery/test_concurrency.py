@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lakeline import locks
+from lakeline import control, locks, runlog, state, streams
 from lakeline.errors import LakelineError
 from lakeline.pipeline import Request, run_sync, run_transform
 
@@ -72,14 +72,28 @@ def test_second_run_fails_with_a_clear_message_and_writes_nothing(spark, env, tm
     assert spark.table(env.table("ops", locks.LOCK_TABLE)).count() == 0  # released
 
 
-def test_tasks_creating_the_lock_table_at_once_all_get_it(spark, env):
+@pytest.mark.parametrize(
+    "ensure",
+    [
+        locks.ensure_lock_table,
+        state.ensure_state_table,
+        runlog.ensure_run_log_table,
+        control.ensure_control_table,
+        streams.ensure_batch_results_table,
+    ],
+    ids=lambda f: f.__module__.rsplit(".", 1)[-1],
+)
+def test_tasks_creating_one_ops_table_at_once_all_get_it(spark, env, ensure):
+    """Parallel for-each tasks create the same ops table: a bare CREATE TABLE IF NOT EXISTS
+    fails in all but one of them (DELTA_PROTOCOL_CHANGED); env.create waits for the winner."""
     errors: list[BaseException] = []
+    names: list[str] = []
     barrier = threading.Barrier(4)
 
     def create() -> None:
         barrier.wait()
         try:
-            locks.ensure_lock_table(spark, env)
+            names.append(ensure(spark, env))
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion
             errors.append(exc)
 
@@ -89,7 +103,8 @@ def test_tasks_creating_the_lock_table_at_once_all_get_it(spark, env):
     for t in threads:
         t.join()
     assert errors == []
-    assert env.exists(spark, "ops", locks.LOCK_TABLE)
+    assert len(set(names)) == 1
+    assert spark.sql(f"DESCRIBE HISTORY {names[0]}").count() == 1  # created once
 
 
 def _lock_rows(spark, env) -> list[tuple[str, str]]:

@@ -70,15 +70,15 @@ def _hash(spec: str) -> str:
 
 
 def ensure_control_table(spark, env: Environment) -> str:
-    name = env.table("ops", CONTROL_TABLE)
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {name} "
+    return env.create(
+        spark,
+        "ops",
+        CONTROL_TABLE,
         "(object_type STRING NOT NULL, object_id STRING NOT NULL, enabled BOOLEAN NOT NULL, "
         "spec STRING NOT NULL, spec_hash STRING NOT NULL, source_file STRING NOT NULL, "
         "synced_run_id STRING NOT NULL) USING DELTA "
-        "COMMENT 'lakeline metadata control table, compiled from the YAML by sync'"
+        "COMMENT 'lakeline metadata control table, compiled from the YAML by sync'",
     )
-    return name
 
 
 def sync(spark, env: Environment, metadata_dir: str | Path, run_id: str) -> SyncResult:

@@ -11,11 +11,23 @@ local Spark has one catalog with one-level databases, so locally the same table 
 from __future__ import annotations
 
 import posixpath
+import time
 from dataclasses import dataclass
 
 from lakeline.identifiers import TableName, check_identifier, quote
 
 SCHEMAS = ("bronze", "silver", "gold", "quarantine", "ops")
+
+# What the losers of a race to create one Delta table fail with: the winner's files are in
+# the location (or its first commit changed the protocol) before its table is registered.
+_CREATE_RACE = (
+    "DELTA_PROTOCOL_CHANGED",
+    "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
+    "DELTA_METADATA_CHANGED",
+    "TABLE_OR_VIEW_ALREADY_EXISTS",
+    "TableAlreadyExistsException",
+)
+_CREATE_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,26 @@ class Environment:
         name = self.name(schema, table)
         plain = str(name) if self.unity_catalog else f"{name.local_database}.{name.table}"
         return spark.catalog.tableExists(plain)
+
+    def create(self, spark, schema: str, table: str, definition: str) -> str:
+        """``CREATE TABLE IF NOT EXISTS <table> <definition>`` (columns and clauses), once
+        however many tasks ask at the same moment; the table's quoted name.
+
+        Two creates of one Delta table race, and ``IF NOT EXISTS`` does not stop it: the
+        losers fail before the winner's table is registered. A loser waits for it to be.
+        """
+        name = self.table(schema, table)
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            if self.exists(spark, schema, table):
+                return name
+            try:
+                spark.sql(f"CREATE TABLE IF NOT EXISTS {name} {definition}")
+                return name
+            except Exception as exc:
+                if attempt == _CREATE_ATTEMPTS or not any(m in str(exc) for m in _CREATE_RACE):
+                    raise
+                time.sleep(0.25)
+        return name
 
     def external_table(self, table: str) -> str:
         """A source table given as schema.table (this catalog) or catalog.schema.table."""

@@ -48,25 +48,15 @@ class ConcurrentRunError(LakelineError):
 
 
 def ensure_lock_table(spark, env: Environment) -> str:
-    name = env.table("ops", LOCK_TABLE)
-    for attempt in range(10):
-        if env.exists(spark, "ops", LOCK_TABLE):
-            return name
-        try:
-            spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {name} (name STRING NOT NULL, run_id STRING NOT NULL, "
-                "host STRING NOT NULL, pid BIGINT NOT NULL, acquired_at TIMESTAMP NOT NULL) "
-                "USING DELTA PARTITIONED BY (name) "
-                "COMMENT 'lakeline: which run is working on which dataset and layer'"
-            )
-            return name
-        except Exception:
-            # A concurrent task is creating it: its files are there before the table is
-            # registered, so look again shortly.
-            if attempt == 9:
-                raise
-            time.sleep(0.5)
-    return name
+    return env.create(
+        spark,
+        "ops",
+        LOCK_TABLE,
+        "(name STRING NOT NULL, run_id STRING NOT NULL, "
+        "host STRING NOT NULL, pid BIGINT NOT NULL, acquired_at TIMESTAMP NOT NULL) "
+        "USING DELTA PARTITIONED BY (name) "
+        "COMMENT 'lakeline: which run is working on which dataset and layer'",
+    )
 
 
 def _now() -> datetime:

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakeline import bronze, control, gold, locks, quality, silver, state
+from lakeline import bronze, control, gold, locks, quality, silver, state, streams
 from lakeline.environment import Environment
 from lakeline.errors import LakelineError
 from lakeline.runlog import StepResult, ensure_run_log_table, logged_step
+from lakeline.session import is_connect
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def run_sync(spark, request: Request) -> StepResult:
     state.ensure_state_table(spark, env)
     quality.ensure_metrics_table(spark, env)
     locks.ensure_lock_table(spark, env)
+    if is_connect(spark):  # before the for-each tasks that would all create it at once
+        streams.ensure_batch_results_table(spark, env)
     with logged_step(spark, env, request.run_id, "*", "sync") as result:
         synced = control.sync(spark, env, Path(request.metadata_dir), request.run_id)
         result.rows_written = synced.inserted + synced.updated + synced.deleted

@@ -49,14 +49,15 @@ class StepResult:
 
 
 def ensure_run_log_table(spark, env: Environment) -> str:
-    name = env.table("ops", RUN_LOG_TABLE)
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {name} (run_id STRING NOT NULL, dataset STRING NOT NULL, "
+    return env.create(
+        spark,
+        "ops",
+        RUN_LOG_TABLE,
+        "(run_id STRING NOT NULL, dataset STRING NOT NULL, "
         "step STRING NOT NULL, started_at TIMESTAMP NOT NULL, ended_at TIMESTAMP NOT NULL, "
         "status STRING NOT NULL, rows_read BIGINT, rows_written BIGINT, details STRING, "
-        "error STRING) USING DELTA COMMENT 'lakeline run log: one row per run, dataset and step'"
+        "error STRING) USING DELTA COMMENT 'lakeline run log: one row per run, dataset and step'",
     )
-    return name
 
 
 def _now() -> datetime:

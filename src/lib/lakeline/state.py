@@ -31,16 +31,15 @@ _SCHEMA = T.StructType(
 
 
 def ensure_state_table(spark, env: Environment) -> str:
-    name = env.table("ops", STATE_TABLE)
-    if env.exists(spark, "ops", STATE_TABLE):
-        return name
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {name} (dataset STRING NOT NULL, kind STRING NOT NULL, "
+    return env.create(
+        spark,
+        "ops",
+        STATE_TABLE,
+        "(dataset STRING NOT NULL, kind STRING NOT NULL, "
         "key STRING NOT NULL, value STRING, run_id STRING NOT NULL, "
         "updated_at TIMESTAMP NOT NULL) USING DELTA PARTITIONED BY (dataset) "
-        "COMMENT 'lakeline state: watermarks and processed source files per dataset'"
+        "COMMENT 'lakeline state: watermarks and processed source files per dataset'",
     )
-    return name
 
 
 def record(

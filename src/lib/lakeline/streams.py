@@ -128,13 +128,7 @@ def run_batches(
 
         run_available_now(frame, in_process, checkpoint, what)
         return
-    table = env.table("ops", BATCH_RESULTS)
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {table} (stream STRING NOT NULL, run_id STRING, "
-        "what STRING, batch_id BIGINT NOT NULL, result STRING, error STRING, "
-        "recorded_at TIMESTAMP) USING DELTA "
-        "COMMENT 'lakeline: what each micro-batch of a stream run over Spark Connect did'"
-    )
+    table = ensure_batch_results_table(spark, env)
     stream = uuid.uuid4().hex
     failure = None
     try:
@@ -158,6 +152,19 @@ def run_batches(
         raise _failed(what, error) from None
     if failure is not None:
         raise failure
+
+
+def ensure_batch_results_table(spark, env: Environment) -> str:
+    """``ops.stream_batches``, where batches run over Spark Connect leave their results."""
+    return env.create(
+        spark,
+        "ops",
+        BATCH_RESULTS,
+        "(stream STRING NOT NULL, run_id STRING, "
+        "what STRING, batch_id BIGINT NOT NULL, result STRING, error STRING, "
+        "recorded_at TIMESTAMP) USING DELTA "
+        "COMMENT 'lakeline: what each micro-batch of a stream run over Spark Connect did'",
+    )
 
 
 _RESULT_SCHEMA = (
