@@ -337,9 +337,7 @@ def _ensure_bronze(spark, env: Environment, dataset: Dataset, schema: T.StructTy
         T.StructField("_source_file", T.StringType(), True),
         T.StructField("_ingested_at", T.TimestampType(), True),
     ]
-    spark.createDataFrame([], T.StructType(fields)).write.format("delta").mode(
-        "ignore"
-    ).saveAsTable(bronze_table(env, dataset))
+    env.create(spark, "bronze", dataset.id, T.StructType(fields))
 
 
 def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult) -> None:

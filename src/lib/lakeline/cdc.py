@@ -390,7 +390,8 @@ def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFr
     if not keeps_tombstones(dataset):
         return
     deletes = latest.where(F.col(OP) == DELETE).select(*_keys(dataset), *_sequence(dataset))
-    # Created by its first append, with the key and sequence columns.
+    # The key and sequence columns; created empty first (Environment.create says why).
+    env.create(spark, "ops", f"{dataset.id}__tombstones", deletes.schema)
     deletes.write.format("delta").mode("append").saveAsTable(tombstone_table(env, dataset))
 
 

@@ -14,6 +14,8 @@ import posixpath
 import time
 from dataclasses import dataclass
 
+from pyspark.sql import types as T
+
 from lakeline.identifiers import TableName, check_identifier, quote
 
 SCHEMAS = ("bronze", "silver", "gold", "quarantine", "ops")
@@ -55,9 +57,17 @@ class Environment:
         plain = str(name) if self.unity_catalog else f"{name.local_database}.{name.table}"
         return spark.catalog.tableExists(plain)
 
-    def create(self, spark, schema: str, table: str, definition: str) -> str:
+    def create(self, spark, schema: str, table: str, definition: str | T.StructType) -> str:
         """``CREATE TABLE IF NOT EXISTS <table> <definition>`` (columns and clauses), once
         however many tasks ask at the same moment; the table's quoted name.
+
+        ``definition`` may instead be a schema whose names are not all plain identifiers
+        (bronze keeps its source's columns as they are): the table is then created from it
+        with ``spark.catalog.createTable``, so the names never become SQL text.
+
+        Tables are created empty, never by writing an empty DataFrame: Spark records the
+        size of a table created by a write in the catalog and, for Delta, never updates it,
+        so every later plan would take the table for one that fits in a broadcast.
 
         Two creates of one Delta table race, and ``IF NOT EXISTS`` does not stop it: the
         losers fail before the winner's table is registered. A loser waits for it to be.
@@ -67,7 +77,10 @@ class Environment:
             if self.exists(spark, schema, table):
                 return name
             try:
-                spark.sql(f"CREATE TABLE IF NOT EXISTS {name} {definition}")
+                if isinstance(definition, T.StructType):
+                    spark.catalog.createTable(name, source="delta", schema=definition)
+                else:
+                    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} {definition}")
                 return name
             except Exception as exc:
                 if attempt == _CREATE_ATTEMPTS or not any(m in str(exc) for m in _CREATE_RACE):
@@ -101,3 +114,13 @@ class Environment:
 
     def checkpoint(self, dataset: str, step: str) -> str:
         return posixpath.join(self.checkpoint_root, dataset, step)
+
+
+def columns_ddl(schema: T.StructType) -> str:
+    """``(`a` bigint NOT NULL, `b` string, ...)``: the column list of a CREATE TABLE for a
+    schema whose names are plain identifiers (checked and quoted here)."""
+    columns = ", ".join(
+        f"{quote(f.name)} {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
+        for f in schema.fields
+    )
+    return f"({columns})"

@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeline.datatypes import parse_type
+from lakeline.environment import columns_ddl
 from lakeline.errors import DataError, LakelineError
 from lakeline.identifiers import IDENTIFIER_PATTERN, quote
 
@@ -868,12 +869,13 @@ def metrics_table(env: Environment) -> str:
 
 def ensure_metrics_table(spark, env: Environment) -> str:
     """Create ops.dq_metrics if missing (one row per run, dataset, batch and rule)."""
-    name = metrics_table(env)
-    if not env.exists(spark, "ops", METRICS_TABLE):
-        spark.createDataFrame([], METRICS_SCHEMA).write.format("delta").mode("ignore").option(
-            "description", "lakeline data-quality metrics: one row per run, dataset, batch, rule"
-        ).saveAsTable(name)
-    return name
+    return env.create(
+        spark,
+        "ops",
+        METRICS_TABLE,
+        f"{columns_ddl(METRICS_SCHEMA)} USING DELTA "
+        "COMMENT 'lakeline data-quality metrics: one row per run, dataset, batch, rule'",
+    )
 
 
 @contextmanager

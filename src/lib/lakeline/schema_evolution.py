@@ -141,6 +141,7 @@ def record(
         run_id,
         datetime.now(UTC).replace(tzinfo=None),
     )
+    env.create(spark, "ops", HISTORY_TABLE, _HISTORY)
     spark.createDataFrame([row], _HISTORY).write.format("delta").mode("append").saveAsTable(
         history_table(env)
     )

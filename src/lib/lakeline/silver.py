@@ -30,7 +30,7 @@ from pyspark.sql import types as T
 from lakeline import cdc, merges, quality
 from lakeline.contracts import SchemaDriftError, schema_drift
 from lakeline.datatypes import parse_type
-from lakeline.environment import Environment
+from lakeline.environment import Environment, columns_ddl
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, SchemaDriftPolicy
@@ -103,10 +103,10 @@ def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
         ("silver", silver_schema(dataset), silver_properties(dataset)),
         ("quarantine", QUARANTINE_SCHEMA, {}),
     ):
-        if not env.exists(spark, schema_name, dataset.id):
-            spark.createDataFrame([], schema).write.format("delta").mode("ignore").options(
-                **properties
-            ).saveAsTable(env.table(schema_name, dataset.id))
+        # Property names and values are lakeline's own constants, never metadata.
+        settings = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+        clauses = f" TBLPROPERTIES ({settings})" if settings else ""
+        env.create(spark, schema_name, dataset.id, f"{columns_ddl(schema)} USING DELTA{clauses}")
     table = quarantine_table(env, dataset)
     have = set(spark.table(table).columns)
     missing = [f for f in QUARANTINE_SCHEMA.fields if f.name not in have]

@@ -40,18 +40,43 @@ def run_available_now(frame: DataFrame, each_batch, checkpoint: str, what: str) 
     """
     from pyspark.errors import StreamingQueryException
 
+    session = frame.sparkSession
     writer = (
-        frame.writeStream.foreachBatch(each_batch)
+        frame.writeStream.foreachBatch(_adaptive(each_batch, _aqe_setting(session)))
         .option("checkpointLocation", checkpoint)
         .trigger(availableNow=True)
     )
-    session = frame.sparkSession
     with _one_at_a_time(session):
         query = _start(writer) if is_connect(session) else writer.start()
         try:
             query.awaitTermination()
         except StreamingQueryException as exc:
             raise _failed(what, root_cause(exc)) from None
+
+
+# A stream runs on a copy of its session with adaptive query execution off (a stateful
+# stream's shuffle partitions must not change between batches), and a foreachBatch
+# function's queries inherit that copy. lakeline's streams are stateless (a file or Delta
+# source straight into foreachBatch), so each batch gets the session's own setting back,
+# as Spark's maintainers advise (SPARK-53941). Without it a MERGE plans its joins from
+# estimates alone: Delta's materialised MERGE source has none, so the target table looked
+# the smaller side and was broadcast, built in one driver thread (bench/cdc_merge.py).
+_AQE = "spark.sql.adaptive.enabled"
+
+
+def _aqe_setting(session) -> str:
+    return session.conf.get(_AQE, "true") or "true"
+
+
+def _adaptive(each_batch, enabled: str):
+    """``each_batch`` run with adaptive execution as the stream's own session has it.
+    Captures only a string: over Spark Connect the function is pickled to the server."""
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        batch.sparkSession.conf.set(_AQE, enabled)
+        each_batch(batch, batch_id)
+
+    return run
 
 
 # Starting a foreachBatch query over Spark Connect starts the function's Python worker
