@@ -13,7 +13,7 @@ One process, one SparkSession, the same change rows for every path:
 Prints the times and the ratio lakeline / plain (target for SCD1: <= 1.2), and checks that
 plain and lakeline SCD1 end with the same rows.
 
-    uv sync --group bench && .venv/bin/python bench/cdc_merge.py --scale 1
+    uv sync --group bench && .venv/bin/python bench/cdc_merge.py --scale 1 --repeat 3
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 from pyspark.sql import Window
 from pyspark.sql import functions as F
@@ -188,6 +189,13 @@ def main() -> int:
         help="give the hand-written MERGE's table deletion vectors too, as lakeline's silver "
         "tables have by default (dataset setting deletion_vectors)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure this many times and end with the medians (one run's ratio moves a lot "
+        "on a small shared machine)",
+    )
     args = parser.parse_args()
 
     source = generate(args.scale, args.data)
@@ -203,14 +211,33 @@ def main() -> int:
     spark.sparkContext.setLogLevel("ERROR")
     dv = args.plain_deletion_vectors
     run(spark, args.work, warmup, "warmup", dv)  # JIT and first-use costs, for both paths
-    plain, ours, scd2, facts = run(spark, args.work, source, "real", dv)
-    print(f"orders SF{args.scale:g}: {facts['rows']} rows, {facts['changes']} changes (1 %)")
-    print(f"plain MERGE      {plain:8.1f}s   (deletion vectors: {'on' if dv else 'off'})")
-    print(f"lakeline SCD1    {ours:8.1f}s   ratio {ours / plain:.2f}")
-    print(f"lakeline SCD2    {scd2:8.1f}s   ratio {scd2 / plain:.2f}")
-    print(f"SCD1 equals plain MERGE: {facts['same']}")
+    results = []
+    for repeat in range(args.repeat):
+        plain, ours, scd2, facts = run(spark, args.work, source, f"real{repeat}", dv)
+        if repeat == 0:
+            print(
+                f"orders SF{args.scale:g}: {facts['rows']} rows, {facts['changes']} changes (1 %)"
+            )
+        if args.repeat > 1:
+            print(f"-- repeat {repeat + 1} of {args.repeat}")
+        print(f"plain MERGE      {plain:8.1f}s   (deletion vectors: {'on' if dv else 'off'})")
+        print(f"lakeline SCD1    {ours:8.1f}s   ratio {ours / plain:.2f}")
+        print(f"lakeline SCD2    {scd2:8.1f}s   ratio {scd2 / plain:.2f}")
+        print(f"SCD1 equals plain MERGE: {facts['same']}")
+        if not facts["same"]:
+            spark.stop()
+            return 1
+        results.append((plain, ours, scd2))
+    if args.repeat > 1:
+        print(f"-- median of {args.repeat} repeats")
+        print(f"plain MERGE      {median(r[0] for r in results):8.1f}s")
+        for name, i in (("SCD1", 1), ("SCD2", 2)):
+            print(
+                f"lakeline {name}    {median(r[i] for r in results):8.1f}s   "
+                f"ratio {median(r[i] / r[0] for r in results):.2f}"
+            )
     spark.stop()
-    return 0 if facts["same"] else 1
+    return 0
 
 
 if __name__ == "__main__":

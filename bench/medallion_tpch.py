@@ -7,9 +7,11 @@ Both run in one process on one SparkSession, on the same files:
 * lakeline: sync the metadata, then the ingest and silver steps of the job (streaming file
   source with checkpoint, quarantine checks, dedup, MERGE, state, run log).
 
-Prints both times per dataset and the ratio lakeline / plain (target: <= 1.15).
+Prints both times per dataset and the ratio lakeline / plain (target: <= 1.15). With
+``--repeat N`` both are measured N times, alternating which goes first, and the medians
+close the output.
 
-    uv sync --group bench && .venv/bin/python bench/medallion_tpch.py --scale 1
+    uv sync --group bench && .venv/bin/python bench/medallion_tpch.py --scale 1 --repeat 3
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from statistics import median
 
 from pyspark.sql import Window
 from pyspark.sql import functions as F
@@ -158,6 +161,13 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--work", type=Path, default=HERE / ".work")
     parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure both paths this many times (who goes first alternates) and end with the "
+        "medians: on a small shared machine one run's ratio moves by +-0.1",
+    )
     args = parser.parse_args()
 
     source = generate(args.scale, args.data)
@@ -191,32 +201,83 @@ def main() -> int:
         plain_spark(spark, table, warmup, "plain_warmup")
         lakeline(spark, table, warm)
 
-    spark.sql("CREATE DATABASE IF NOT EXISTS plain_bench")
-    real = request("bench", source)
-    run_sync(spark, real)
-    rows = []
-    for table in TABLES:
-        plain_layers = plain_spark(spark, table, source, "plain_bench")
-        our_layers = lakeline(spark, table, real)
-        plain, ours = sum(plain_layers), sum(our_layers)
-        rows.append((table, plain, ours))
-        print(f"{table:<10} plain {plain:8.1f}s   lakeline {ours:8.1f}s   ratio {ours / plain:.2f}")
-        for layer, p, o in zip(("bronze", "silver"), plain_layers, our_layers, strict=True):
-            print(f"  {layer:<8} plain {p:8.1f}s   lakeline {o:8.1f}s   ratio {o / p:.2f}")
-    plain_total = sum(r[1] for r in rows)
-    ours_total = sum(r[2] for r in rows)
+    runs = []  # per repeat: {table: (plain bronze, plain silver, ours bronze, ours silver)}
+    for repeat in range(args.repeat):
+        plain_db, catalog = f"plain_bench{repeat}", f"bench{repeat}"
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {plain_db}")
+        real = request(catalog, source)
+        run_sync(spark, real)
+        times = {}
+        for table in TABLES:
+            # Alternate who goes first, so neither always finds the files in the page cache.
+            if repeat % 2 == 0:
+                plain_layers = plain_spark(spark, table, source, plain_db)
+                our_layers = lakeline(spark, table, real)
+            else:
+                our_layers = lakeline(spark, table, real)
+                plain_layers = plain_spark(spark, table, source, plain_db)
+            times[table] = (*plain_layers, *our_layers)
+        if args.repeat > 1:
+            print(f"-- repeat {repeat + 1} of {args.repeat}")
+        report(times, args.scale)
+        for table in TABLES:
+            n_plain = spark.table(f"{plain_db}.silver_{table}").count()
+            n_ours = spark.table(f"{catalog}__silver.{table}").count()
+            print(f"{table:<10} silver rows: plain {n_plain}, lakeline {n_ours}")
+            if n_plain != n_ours:
+                print("  row counts differ: the comparison is not like for like", file=sys.stderr)
+                return 1
+        runs.append(times)
+        if repeat + 1 < args.repeat:  # keep the disk to one repeat's tables
+            spark.sql(f"DROP DATABASE {plain_db} CASCADE")
+            for schema in ("bronze", "silver", "quarantine"):
+                spark.sql(f"DROP DATABASE IF EXISTS {catalog}__{schema} CASCADE")
+    if args.repeat > 1:
+        print(f"-- median of {args.repeat} repeats (each ratio is the median of its repeats)")
+        report(
+            {t: tuple(median(r[t][i] for r in runs) for i in range(4)) for t in TABLES},
+            args.scale,
+            [ratios(r) for r in runs],
+        )
+    return 0
+
+
+def ratios(times: dict) -> dict:
+    """Every ratio ``report`` prints, by name, for one repeat."""
+    out = {}
+    for table, (pb, ps, ob, os_) in times.items():
+        out[table] = (ob + os_) / (pb + ps)
+        out[f"{table} bronze"], out[f"{table} silver"] = ob / pb, os_ / ps
+    out["total"] = sum(t[2] + t[3] for t in times.values()) / sum(
+        t[0] + t[1] for t in times.values()
+    )
+    return out
+
+
+def report(times: dict, scale: float, repeats: list[dict] | None = None) -> None:
+    """Print both times and the ratio per table, layer and in total; with ``repeats``, the
+    times are medians and each ratio is the median of the repeats' ratios."""
+
+    def ratio(name: str, ours: float, plain: float) -> float:
+        return median(r[name] for r in repeats) if repeats else ours / plain
+
+    for table, (pb, ps, ob, os_) in times.items():
+        print(
+            f"{table:<10} plain {pb + ps:8.1f}s   lakeline {ob + os_:8.1f}s   "
+            f"ratio {ratio(table, ob + os_, pb + ps):.2f}"
+        )
+        for layer, p, o in (("bronze", pb, ob), ("silver", ps, os_)):
+            print(
+                f"  {layer:<8} plain {p:8.1f}s   lakeline {o:8.1f}s   "
+                f"ratio {ratio(f'{table} {layer}', o, p):.2f}"
+            )
+    plain_total = sum(t[0] + t[1] for t in times.values())
+    ours_total = sum(t[2] + t[3] for t in times.values())
     print(
         f"{'total':<10} plain {plain_total:8.1f}s   lakeline {ours_total:8.1f}s   "
-        f"ratio {ours_total / plain_total:.2f}  (TPC-H SF{args.scale:g}, target <= 1.15)"
+        f"ratio {ratio('total', ours_total, plain_total):.2f}  "
+        f"(TPC-H SF{scale:g}, target <= 1.15)"
     )
-    for table in TABLES:
-        n_plain = spark.table(f"plain_bench.silver_{table}").count()
-        n_ours = spark.table(f"bench__silver.{table}").count()
-        print(f"{table:<10} silver rows: plain {n_plain}, lakeline {n_ours}")
-        if n_plain != n_ours:
-            print("  row counts differ: the comparison is not like for like", file=sys.stderr)
-            return 1
-    return 0
 
 
 if __name__ == "__main__":
