@@ -135,3 +135,25 @@ def test_the_batches_of_a_stream_are_planned_adaptively(spark, env, tmp_path):
     assert len(plans) == 1
     assert plans[0].startswith("AdaptiveSparkPlan")
     assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+
+
+class _FixedConf:
+    """The configuration of a compute that fixes its Spark settings (Databricks serverless
+    refuses most of them); the one thing here that cannot run on a local session."""
+
+    def get(self, key, default=None):
+        return "false"
+
+    def set(self, key, value):
+        raise RuntimeError(f"[CANNOT_MODIFY_CONFIG] Cannot modify the value of the config: {key}")
+
+
+class _Batch:
+    def __init__(self, conf):
+        self.sparkSession = type("Session", (), {"conf": conf})()
+
+
+def test_a_batch_runs_as_planned_where_the_setting_is_refused():
+    ran = []
+    streams._adaptive(lambda batch, batch_id: ran.append(batch_id), "true")(_Batch(_FixedConf()), 7)
+    assert ran == [7]
