@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -218,6 +219,79 @@ def test_transform_streams_only_new_bronze_rows(spark, env):
     again = StepResult("orders", "silver")
     silver.transform(spark, env, ORDERS, "r2", again)
     assert (again.rows_read, again.rows_written) == (0, 0)
+
+
+def _bronze_in_commits(spark, env, commits: int) -> str:
+    """A bronze table of orders written one row per commit (ids 1..commits); its log path."""
+    from lakeline.bronze import bronze_table
+
+    table = bronze_table(env, ORDERS)
+    for i in range(1, commits + 1):
+        row = (str(i), "1.00", "01/03/2024", f"2024-03-01T10:00:{i:02d}")
+        bronze_rows(spark, [row]).write.format("delta").mode("append").saveAsTable(table)
+    location = spark.sql(f"DESCRIBE DETAIL {table}").first().location
+    return location.removeprefix("file:") + "/_delta_log"
+
+
+@pytest.fixture
+def bronze_streams(monkeypatch):
+    """The start option of every bronze stream silver runs (the real streams still run)."""
+    starts = []
+    real = silver.run_batches
+
+    def recording(spark, env, frame, *args):
+        plan = frame._jdf.queryExecution().logical().toString()
+        starts.append("from first commit" if "startingVersion=0" in plan else "from snapshot")
+        return real(spark, env, frame, *args)
+
+    monkeypatch.setattr(silver, "run_batches", recording)
+    return starts
+
+
+def _silver_ids(spark, env) -> list[int]:
+    rows = spark.table(silver.silver_table(env, ORDERS)).orderBy("order_id").collect()
+    return [r.order_id for r in rows]
+
+
+def test_a_new_silver_stream_reads_bronze_from_its_first_commit(spark, env, bronze_streams):
+    _bronze_in_commits(spark, env, 3)
+    result = StepResult("orders", "silver")
+    silver.transform(spark, env, ORDERS, "r1", result)
+    assert (result.rows_read, result.rows_written) == (3, 3)
+    assert bronze_streams == ["from first commit"]
+    assert _silver_ids(spark, env) == [1, 2, 3]
+
+
+def test_a_new_silver_stream_starts_from_a_snapshot_once_bronze_log_is_cleaned(
+    spark, env, bronze_streams
+):
+    log = _bronze_in_commits(spark, env, 11)  # a checkpoint at version 10
+    assert (Path(log) / "00000000000000000010.checkpoint.parquet").exists()
+    for version in range(10):  # what log retention removes
+        (Path(log) / f"{version:020d}.json").unlink()
+    result = StepResult("orders", "silver")
+    silver.transform(spark, env, ORDERS, "r1", result)
+    assert bronze_streams == ["from first commit", "from snapshot"]
+    assert (result.rows_read, result.rows_written) == (11, 11)
+    assert _silver_ids(spark, env) == list(range(1, 12))
+
+
+def test_a_silver_stream_with_a_checkpoint_goes_on_from_it(spark, env, bronze_streams):
+    # A start option on a stream with a checkpoint is not just ignored: Delta still checks
+    # that the version exists, and fails once log retention has removed it.
+    from lakeline.bronze import bronze_table
+
+    _bronze_in_commits(spark, env, 2)
+    silver.transform(spark, env, ORDERS, "r1", StepResult("orders", "silver"))
+    row = ("3", "1.00", "01/03/2024", "2024-03-01T10:00:03")
+    bronze_rows(spark, [row]).write.format("delta").mode("append").saveAsTable(
+        bronze_table(env, ORDERS)
+    )
+    result = StepResult("orders", "silver")
+    silver.transform(spark, env, ORDERS, "r2", result)
+    assert bronze_streams == ["from first commit", "from snapshot"]
+    assert (result.rows_read, result.rows_written) == (1, 1)
+    assert _silver_ids(spark, env) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("ansi", ["true", "false"])

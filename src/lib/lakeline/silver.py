@@ -22,8 +22,9 @@ dropped, checked on every batch. Per-rule counts go to ``ops.dq_metrics``.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -31,7 +32,8 @@ from lakeline import cdc, merges, quality
 from lakeline.contracts import SchemaDriftError, schema_drift
 from lakeline.datatypes import parse_type
 from lakeline.environment import Environment, columns_ddl
-from lakeline.errors import ReconciliationError
+from lakeline.errors import LakelineError, ReconciliationError
+from lakeline.hdfs import has_files
 from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, SchemaDriftPolicy
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, RuleSet
@@ -95,10 +97,12 @@ def silver_properties(dataset: Dataset) -> dict[str, str]:
 
 
 def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
-    """Create the silver and quarantine tables if they do not exist yet.
+    """Create the silver and quarantine tables if they do not exist yet, both at once.
 
     A quarantine table from before the quality engine gets its new columns added.
     """
+    had_quarantine = env.exists(spark, "quarantine", dataset.id)
+    definitions = []
     for schema_name, schema, properties in (
         ("silver", silver_schema(dataset), silver_properties(dataset)),
         ("quarantine", QUARANTINE_SCHEMA, {}),
@@ -106,7 +110,14 @@ def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
         # Property names and values are lakeline's own constants, never metadata.
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
         clauses = f" TBLPROPERTIES ({settings})" if settings else ""
-        env.create(spark, schema_name, dataset.id, f"{columns_ddl(schema)} USING DELTA{clauses}")
+        definitions.append((schema_name, f"{columns_ddl(schema)} USING DELTA{clauses}"))
+    # Two tables, two Delta commits: made side by side, their driver work overlaps.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lakeline-create") as pool:
+        made = [pool.submit(env.create, spark, name, dataset.id, ddl) for name, ddl in definitions]
+        for creating in made:
+            creating.result()
+    if not had_quarantine:
+        return  # made just now, with every column
     table = quarantine_table(env, dataset)
     have = set(spark.table(table).columns)
     missing = [f for f in QUARANTINE_SCHEMA.fields if f.name not in have]
@@ -217,9 +228,15 @@ def _is_empty(session, table: str) -> bool:
 def _append(session, table: str, rows: DataFrame) -> int:
     """Append ``rows`` to silver by column name, as a MERGE's insert would; how many.
 
-    An append always commits, and the dataset's lock keeps other writers out: the newest
-    WRITE is this one.
+    Counted by an ``Observation`` of the write itself. Over Spark Connect (no Observation
+    there) by the commit: an append always commits, and the dataset's lock keeps other
+    writers out, so the newest WRITE is this one.
     """
+    if not is_connect(session):
+        observation = Observation()
+        observed = rows.observe(observation, F.count(F.lit(1)).alias("rows"))
+        observed.write.format("delta").mode("append").saveAsTable(table)
+        return int(observation.get["rows"])
     rows.write.format("delta").mode("append").saveAsTable(table)
     written = merges.newest_commit(session, table, "WRITE")
     return int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
@@ -438,17 +455,10 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
             totals[key] += value
         _add_report(report, out.get("report", {}))
 
+    checkpoint = env.checkpoint(dataset.id, "silver")
+    what = f"dataset '{dataset.id}', silver"
     try:
-        run_batches(
-            spark,
-            env,
-            spark.readStream.format("delta").table(source),
-            each_batch,
-            collect,
-            env.checkpoint(dataset.id, "silver"),
-            f"dataset '{dataset.id}', silver",
-            run_id,
-        )
+        run_from_bronze(spark, env, source, checkpoint, what, run_id, each_batch, collect)
     finally:
         result.details["warned"] = report["warned"]
         result.details["failed_rules"] = report["failed_rules"]
@@ -459,6 +469,34 @@ def transform(spark, env: Environment, dataset: Dataset, run_id: str, result: St
     result.details.update(totals)
     if totals["read"] != totals["merged"] + totals["quarantined"] + totals["duplicates"]:
         raise ReconciliationError(f"dataset '{dataset.id}': counts do not reconcile: {totals}")
+
+
+def run_from_bronze(
+    spark, env: Environment, source: str, checkpoint: str, what: str, run_id: str, each, collect
+) -> None:
+    """``streams.run_batches`` over the bronze table ``source`` as a Delta stream.
+
+    A new checkpoint starts at bronze's first commit (``startingVersion`` 0) rather than at
+    a snapshot of the table: bronze is append-only, so its commits hold the same rows,
+    and reading them from the log spares the snapshot's file listing and sort (about 0.7 s
+    a step on a 2-core machine). When that start fails before any offset was written (the
+    log's first commits are past their retention, or a commit no stream may read), the
+    stream starts again from a snapshot, as a stream starts by default.
+    """
+    fresh = not has_files(spark, f"{checkpoint}/offsets")
+
+    def stream(from_first_commit: bool) -> DataFrame:
+        reader = spark.readStream.format("delta")
+        if from_first_commit:
+            reader = reader.option("startingVersion", "0")
+        return reader.table(source)
+
+    try:
+        run_batches(spark, env, stream(fresh), each, collect, checkpoint, what, run_id)
+    except LakelineError:
+        if not fresh or has_files(spark, f"{checkpoint}/offsets"):
+            raise
+        run_batches(spark, env, stream(False), each, collect, checkpoint, what, run_id)
 
 
 def _add_report(report: dict, batch: dict) -> None:
