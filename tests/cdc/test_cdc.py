@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,32 @@ def test_snapshots_become_inserts_updates_and_deletes(spark, env, scd):
             (3, "2.25", snap1, snap2, False),
             (4, "9.99", snap2, None, True),
         }
+
+
+def test_a_delete_whose_tombstone_committed_without_its_merge_is_applied_on_replay(spark, env):
+    # merge_scd1 appends the tombstones while its MERGE runs: a run that stops may leave the
+    # tombstone of a delete silver never saw. The replayed batch still deletes the row.
+    from lakeline import cdc
+
+    dataset = customers()
+    land(env, "feed", 1, "cdc/customers")
+    run(spark, env, dataset, "r1")
+    folder = Path(env.source_path("cdc/customers"))
+    (folder / "delete.csv").write_text(
+        "op,customer_id,name,city,changed_at,lsn\nD,3,,,2024-01-09T10:00:00,30\n"
+    )
+    bronze.ingest(spark, env, dataset, "r2", StepResult(dataset.id, "bronze"))
+    tombstones = cdc.tombstone_table(env, dataset)
+    spark.createDataFrame(
+        [(3, datetime(2024, 1, 9, 10), 30)], spark.table(tombstones).schema
+    ).write.format("delta").mode("append").saveAsTable(tombstones)
+    result = StepResult(dataset.id, "silver")
+    silver.transform(spark, env, dataset, "r2", result)
+    assert result.details["deleted"] == 1
+    ids = sorted(r.customer_id for r in silver_rows(spark, env, dataset, COLUMNS).collect())
+    assert 3 not in ids
+    recorded = [tuple(r) for r in spark.table(tombstones).select("customer_id", "lsn").collect()]
+    assert sorted(recorded) == [(2, 7), (3, 30)]  # not recorded twice
 
 
 def test_hard_deletes_append_tombstones_once_and_soft_deletes_need_none(spark, env):

@@ -19,9 +19,10 @@ CHILD = Path(__file__).with_name("child.py")
 # Killed in turn, each run resuming what the previous one left: during ingest (bronze
 # micro-batch committed, its state and checkpoint not), during the next ingest (the
 # replayed batch not written again but its state recorded, the next one committed and
-# its state recorded, its checkpoint not), during the silver merge (silver merged, the
-# tombstones and the checkpoint not), after the silver batch (merged, tombstones and
-# quarantine written, the checkpoint not), then a run to the end.
+# its state recorded, its checkpoint not), during the silver merge (as the tombstones,
+# written beside the MERGE, are about to be: silver merged or not, the checkpoint not;
+# tests/cdc has the tombstone-without-MERGE case), after the silver batch (merged,
+# tombstones and quarantine written, the checkpoint not), then a run to the end.
 KILLS = [
     "lakeline.bronze._append:1:after",
     "lakeline.state.record:2:after",

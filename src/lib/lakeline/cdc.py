@@ -35,6 +35,7 @@ the quality rules are quarantined with reasons, like any silver row.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import reduce
 
@@ -47,6 +48,7 @@ from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
 from lakeline.metadata import Cdc, Dataset, DeleteMode, LoadType
 from lakeline.quality import FAILED_RULES, QUARANTINED, RAW, REASONS, WARNED, RuleSet
+from lakeline.session import in_thread
 
 OP = "__op"
 EVENT_TIME = "__event_time"
@@ -369,37 +371,59 @@ def latest_change_per_key(
     return ranked.drop("__rank", *([skip] if skip else []))
 
 
-def _drop_tombstoned(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> DataFrame:
-    """Changes no later than a delete already applied to their key are stale."""
-    sequence = _sequence(dataset)
+def _tombstones(spark, env: Environment, dataset: Dataset, changes: DataFrame, stale: F.Column):
+    """``changes`` (as ``s``) without those ``stale`` says a tombstone (``t``) of their key
+    outdates; all of them when the dataset has no tombstones (yet)."""
     if not keeps_tombstones(dataset) or not env.exists(spark, "ops", f"{dataset.id}__tombstones"):
-        return latest
+        return changes
     tombs = spark.table(tombstone_table(env, dataset)).alias("t")
     on = reduce(lambda a, b: a & b, [_c(k, "s") == _c(k, "t") for k in _keys(dataset)])
-    return latest.alias("s").join(tombs, on & newer_or_same(sequence, "t", "s"), "left_anti")
+    return changes.alias("s").join(tombs, on & stale, "left_anti")
+
+
+def _drop_tombstoned(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> DataFrame:
+    """Changes no later than a delete already applied to their key are stale.
+
+    A delete at the very sequence of a tombstone is that delete again and goes through:
+    applying it twice changes nothing, and its tombstone may have been recorded beside a
+    MERGE that never committed (``merge_scd1`` writes both at once).
+    """
+    sequence = _sequence(dataset)
+    same = reduce(lambda a, b: a & b, [_c(c, "s") == _c(c, "t") for c in sequence], F.lit(True))
+    stale = newer_or_same(sequence, "t", "s") & ((_c(OP, "s") != DELETE) | ~same)
+    return _tombstones(spark, env, dataset, latest, stale)
+
+
+def untombstoned_deletes(spark, env: Environment, dataset: Dataset, latest: DataFrame):
+    """The deletes among ``latest`` (key and sequence) that no tombstone of their key at the
+    same or a later sequence records yet: the tombstones still to write."""
+    deletes = latest.where(F.col(OP) == DELETE).select(*_keys(dataset), *_sequence(dataset))
+    return _tombstones(spark, env, dataset, deletes, newer_or_same(_sequence(dataset), "t", "s"))
+
+
+def _ensure_tombstone_table(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> None:
+    # The key and sequence columns; created empty first (Environment.create says why).
+    schema = latest.select(*_keys(dataset), *_sequence(dataset)).schema
+    env.create(spark, "ops", f"{dataset.id}__tombstones", schema)
 
 
 def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> None:
-    """Append a tombstone (key and sequence) for every delete among ``latest``.
-
-    ``latest`` has been through ``_drop_tombstoned``, so each of its deletes is later than
-    every tombstone of its key: an append, with no MERGE, and a batch replayed after a stop
-    adds nothing twice. A key deleted again later has a tombstone per delete; the latest
-    one decides.
+    """Append a tombstone (key and sequence) for every delete among ``latest`` that has
+    none yet (``untombstoned_deletes``): a delete applied again adds nothing twice. A key
+    deleted again later has a tombstone per delete; the latest one decides.
     """
     if not keeps_tombstones(dataset):
         return
-    deletes = latest.where(F.col(OP) == DELETE).select(*_keys(dataset), *_sequence(dataset))
-    # The key and sequence columns; created empty first (Environment.create says why).
-    env.create(spark, "ops", f"{dataset.id}__tombstones", deletes.schema)
+    _ensure_tombstone_table(spark, env, dataset, latest)
+    deletes = untombstoned_deletes(spark, env, dataset, latest)
     deletes.write.format("delta").mode("append").saveAsTable(tombstone_table(env, dataset))
 
 
 def merge_scd1(
     spark, env: Environment, dataset: Dataset, latest: DataFrame, deletes: bool = True
 ) -> dict[str, int]:
-    """Apply one change per key to the SCD1 silver table with one MERGE, then record the
-    tombstones of its deletes (``deletes=False``: the changes have none, nothing to record).
+    """Apply one change per key to the SCD1 silver table with one MERGE, recording the
+    tombstones of its deletes alongside (``deletes=False``: the changes have none).
     """
     from lakeline.silver import silver_table
 
@@ -444,9 +468,21 @@ def merge_scd1(
         clauses.append(
             f"WHEN NOT MATCHED AND NOT {is_delete} THEN {_insert({**insert, **lineage})}"
         )
-    counts = merges.merge(silver_table(env, dataset), latest, on, clauses)
-    if deletes:
-        _record_tombstones(spark, env, dataset, latest)
+    if not deletes:
+        return merges.merge(silver_table(env, dataset), latest, on, clauses)
+    # The tombstones are appended while the MERGE runs: two commits to two tables, which
+    # overlap on the driver instead of adding up. Either may commit without the other when
+    # a run stops; the replayed batch applies its deletes again (``_drop_tombstoned``) and
+    # records only the tombstones missing.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeline-tombstones") as pool:
+        record = in_thread(latest.sparkSession, _record_tombstones)
+        recording = pool.submit(record, spark, env, dataset, latest)
+        try:
+            counts = merges.merge(silver_table(env, dataset), latest, on, clauses)
+        except BaseException:
+            recording.exception()  # waited for; the MERGE's error is the one raised
+            raise
+        recording.result()
     return counts
 
 

@@ -163,7 +163,7 @@ def _record_tombstones(
     checked, _ = cdc.classify(dataset, _rows_as_bronze(spark, env, dataset, claimed), rules)
     good = checked.where(~F.col(cdc.BAD)).drop(RAW, REASONS, FAILED_RULES, cdc.BAD)
     latest = cdc.latest_change_per_key(good, dataset)
-    missing = cdc._drop_tombstoned(spark, env, dataset, latest).where(F.col(cdc.OP) == cdc.DELETE)
+    missing = cdc.untombstoned_deletes(spark, env, dataset, latest)
     if not missing.isEmpty():
         with _Marked(spark, token):
             cdc._record_tombstones(spark, env, dataset, missing)

@@ -187,6 +187,24 @@ def is_connect(spark) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def in_thread(session, function):
+    """``function`` made to run in a thread of its own with ``session`` active in the JVM.
+
+    A new Python thread starts with no active session on the JVM side, and Spark then
+    analyses a DataFrame write with default settings rather than the session's: without
+    Delta's catalog, an append to a Delta table created by ``catalog.createTable`` is
+    refused for a schema mismatch. (``spark.sql`` and ``createDataFrame`` set the active
+    session themselves.) Spark Connect has nothing to set.
+    """
+
+    def run(*args, **kwargs):
+        if not is_connect(session):
+            session._jvm.SparkSession.setActiveSession(session._jsparkSession)
+        return function(*args, **kwargs)
+
+    return run
+
+
 def quiet(spark) -> None:
     """Only errors in the console (a classic session's log level; a no-op over Connect)."""
     if not is_connect(spark):
