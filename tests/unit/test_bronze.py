@@ -79,6 +79,30 @@ def test_each_file_is_ingested_exactly_once(spark, env):
     assert state.watermark(spark, env, "orders") == "2024-01-02 00:00:00"
 
 
+def test_only_a_batch_the_checkpoint_left_uncommitted_is_looked_for_in_bronze(spark, env):
+    from pathlib import Path
+
+    from lakeline.streams import replayable_batches
+
+    dataset = Dataset.model_validate(ORDERS)
+    checkpoint = env.checkpoint(dataset.id, "bronze")
+    assert replayable_batches(spark, checkpoint) == range(0)  # no checkpoint yet
+    land(env, "a.csv", "order_id,amount,updated_at\n1,1.00,2024-01-01T00:00:00\n")
+    ingest(spark, env, dataset, "r1")
+    land(env, "b.csv", "order_id,amount,updated_at\n2,2.00,2024-01-02T00:00:00\n")
+    ingest(spark, env, dataset, "r2")
+    assert not replayable_batches(spark, checkpoint)  # every planned batch committed
+    # A run that stopped after appending batch 1 to bronze, before its checkpoint commit.
+    for name in ("1", ".1.crc"):
+        (Path(checkpoint) / "commits" / name).unlink(missing_ok=True)
+    assert replayable_batches(spark, checkpoint) == range(1, 2)
+    land(env, "c.csv", "order_id,amount,updated_at\n3,3.00,2024-01-03T00:00:00\n")
+    ingest(spark, env, dataset, "r3")  # batch 1 again (found in bronze), then batch 2
+    ids = sorted(r.order_id for r in spark.table(bronze.bronze_table(env, dataset)).collect())
+    assert ids == ["1", "2", "3"]
+    assert not replayable_batches(spark, checkpoint)
+
+
 def test_watermark_only_moves_forward(spark, env):
     dataset = Dataset.model_validate(ORDERS)
     land(env, "a.csv", "order_id,amount,updated_at\n1,1.00,2024-03-01T00:00:00\n")

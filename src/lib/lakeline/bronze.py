@@ -31,9 +31,9 @@ With Auto Loader, schema inference, drift handling and rescue are Auto Loader's 
 wider schema); lakeline appends each micro-batch with ``mergeSchema`` so bronze follows.
 
 Every bronze commit carries a marker in its commit metadata (the micro-batch, or the
-watermark reached). A micro-batch replayed after a crash finds its marker and is not
-written twice; an incremental Delta read that crashed before its state was saved
-recovers the watermark from the marker.
+watermark reached). A micro-batch replayed after a crash (its checkpoint planned it and
+did not commit it) finds its marker and is not written twice; an incremental Delta read
+that crashed before its state was saved recovers the watermark from the marker.
 
 Delta sources are read in batch: all of it for ``full`` loads, rows past the stored
 watermark for ``incremental`` ones.
@@ -59,7 +59,7 @@ from lakeline.hdfs import has_files, read_text, write_text
 from lakeline.metadata import Column, Dataset, SchemaEvolution, SourceFormat
 from lakeline.runlog import StepResult
 from lakeline.session import is_connect
-from lakeline.streams import run_batches
+from lakeline.streams import replayable_batches, run_batches
 
 MARKER = "lakeline"
 
@@ -257,10 +257,15 @@ def _stream_into_bronze(
     # Over Spark Connect the batch runs beside the server (streams.run_batches): no
     # Observation there, and the watermark so far is read back from the state.
     connect = is_connect(spark)
+    checkpoint = env.checkpoint(dataset.id, "bronze")
+    # Only a batch the checkpoint planned before a stop can have reached bronze already;
+    # the others need not look for their marker in bronze's history.
+    replayable = replayable_batches(spark, checkpoint)
 
     def write_batch(session, batch: DataFrame, batch_id: int, out: dict) -> None:
         marker = {"stream": "bronze", "batch": batch_id}
-        replay = marker in _committed_markers(session, target)
+        maybe = replayable is None or batch_id in replayable
+        replay = maybe and marker in _committed_markers(session, target)
         if refit is not None:
             batch = refit(session, batch)
         metrics = [
@@ -303,7 +308,6 @@ def _stream_into_bronze(
         if "watermark" in out:
             seen["watermark"] = out["watermark"]
 
-    checkpoint = env.checkpoint(dataset.id, "bronze")
     what = f"dataset '{dataset.id}', bronze"
     run_batches(spark, env, stream, write_batch, collect, checkpoint, what, run_id)
     result.rows_read = result.rows_written = seen["rows"]

@@ -121,13 +121,15 @@ def has_files(spark, folder: str) -> bool:
 
 
 def list_files(spark, folder: str) -> list[str]:
-    """The URIs of the visible files in ``folder``, sorted: on a classic session those
-    directly in it; over Spark Connect those the file source reads (partition folders
-    included)."""
+    """The URIs of the visible files in ``folder``, sorted (none when it does not exist): on
+    a classic session those directly in it; over Spark Connect those the file source reads
+    (partition folders included)."""
     if _connect(spark):
         listing = _listing(spark, folder)
         return sorted(r.path for r in listing.collect()) if listing is not None else []
     jpath, fs = _fs(spark, folder)
+    if not fs.exists(jpath):
+        return []
     found = []
     for status in fs.listStatus(jpath):
         if status.isFile() and _visible(status.getPath().getName()):

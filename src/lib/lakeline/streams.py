@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from lakeline.environment import Environment
 from lakeline.errors import DataError, LakelineError
+from lakeline.hdfs import list_files
 from lakeline.session import is_connect, on_databricks
 
 _PY_ERROR = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -52,6 +53,24 @@ def run_available_now(frame: DataFrame, each_batch, checkpoint: str, what: str) 
             query.awaitTermination()
         except StreamingQueryException as exc:
             raise _failed(what, root_cause(exc)) from None
+
+
+def replayable_batches(spark, checkpoint: str) -> range | None:
+    """The micro-batches a stream started from ``checkpoint`` may run a second time: those
+    its offsets log planned and its commits log does not record (a run stopped during
+    them). Empty for a new checkpoint or one whose batches all committed. None over Spark
+    Connect, where listing the checkpoint is a job of its own: any batch may be one.
+    """
+    if is_connect(spark):
+        return None
+
+    def ids(log: str) -> list[int]:
+        names = (uri.rstrip("/").rsplit("/", 1)[-1] for uri in list_files(spark, log))
+        return [int(name) for name in names if name.isdigit()]
+
+    planned = max(ids(f"{checkpoint}/offsets"), default=-1)
+    committed = max(ids(f"{checkpoint}/commits"), default=-1)
+    return range(committed + 1, planned + 1)
 
 
 # A stream runs on a copy of its session with adaptive query execution off (a stateful
