@@ -401,12 +401,6 @@ def untombstoned_deletes(spark, env: Environment, dataset: Dataset, latest: Data
     return _tombstones(spark, env, dataset, deletes, newer_or_same(_sequence(dataset), "t", "s"))
 
 
-def _ensure_tombstone_table(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> None:
-    # The key and sequence columns; created empty first (Environment.create says why).
-    schema = latest.select(*_keys(dataset), *_sequence(dataset)).schema
-    env.create(spark, "ops", f"{dataset.id}__tombstones", schema)
-
-
 def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFrame) -> None:
     """Append a tombstone (key and sequence) for every delete among ``latest`` that has
     none yet (``untombstoned_deletes``): a delete applied again adds nothing twice. A key
@@ -414,7 +408,9 @@ def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFr
     """
     if not keeps_tombstones(dataset):
         return
-    _ensure_tombstone_table(spark, env, dataset, latest)
+    # The key and sequence columns; created empty first (Environment.create says why).
+    schema = latest.select(*_keys(dataset), *_sequence(dataset)).schema
+    env.create(spark, "ops", f"{dataset.id}__tombstones", schema)
     deletes = untombstoned_deletes(spark, env, dataset, latest)
     deletes.write.format("delta").mode("append").saveAsTable(tombstone_table(env, dataset))
 
