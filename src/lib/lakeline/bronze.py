@@ -192,7 +192,7 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
     path = env.source_path(dataset.source.path)
     target = bronze_table(env, dataset)
     if on_databricks(spark):
-        stream = _auto_loader_stream(spark, env, dataset, path)
+        stream = _with_lineage(_auto_loader_stream(spark, env, dataset, path), run_id)
         _stream_into_bronze(spark, env, dataset, stream, run_id, result, merge_schema=True)
         return
     if not _has_files(spark, path):
@@ -223,18 +223,19 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         .select("*", F.col("_metadata.file_path").alias("_source_file"))
     )
     if not fitting:
-        stream = schema_evolution.rescue(stream, rescued)
+        # Lineage is part of the stream's own plan, so each batch goes to bronze as it is
+        # read: added per batch, on top of the batch's metrics, it would copy every row once
+        # more (a second whole-stage step after the non-generated metrics collection).
+        stream = _with_lineage(schema_evolution.rescue(stream, rescued), run_id)
+        _stream_into_bronze(spark, env, dataset, stream, run_id, result)
+        return
 
     def refit(session, batch: DataFrame) -> DataFrame:
-        if not fitting:
-            return batch
         # The stream's rows carry only their file (FILES_ONLY): read the files again.
         files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
-        return (
-            schema_evolution.read_fitting(session, files, schema, rescued, options)
-            if files
-            else batch
-        )
+        if files:
+            batch = schema_evolution.read_fitting(session, files, schema, rescued, options)
+        return _with_lineage(batch, run_id)
 
     _stream_into_bronze(spark, env, dataset, stream, run_id, result, refit=refit)
 
@@ -249,7 +250,10 @@ def _stream_into_bronze(
     refit=None,
     merge_schema: bool = False,
 ) -> None:
-    """Run the file stream available-now into bronze, each micro-batch once."""
+    """Run the file stream available-now into bronze, each micro-batch once.
+
+    ``stream`` carries the lineage columns already (``_with_lineage``), or ``refit`` makes a
+    batch that does."""
     target = bronze_table(env, dataset)
     wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stored = state.watermark(spark, env, dataset.id) if wm is not None else None
@@ -281,11 +285,10 @@ def _stream_into_bronze(
             got = batch.agg(*metrics).first().asDict()
         elif connect:  # no Observation over Spark Connect: counted first, then appended
             got = batch.agg(*metrics).first().asDict()
-            _append(_with_lineage(batch, run_id), target, marker, merge_schema)
+            _append(batch, target, marker, merge_schema)
         else:
             observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
-            framed = _with_lineage(batch.observe(observation, *metrics), run_id)
-            _append(framed, target, marker, merge_schema)
+            _append(batch.observe(observation, *metrics), target, marker, merge_schema)
             got = observation.get
         files = got["files"].split("\n") if got["files"] else []
         if not replay:
@@ -382,8 +385,8 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
         result.rows_read = result.rows_written = rows
     else:
         observation = Observation(f"bronze_{dataset.id}_{run_id}")
-        observed = framed.observe(observation, F.count(F.lit(1)))
-        _append(_with_lineage(observed, run_id), target, marker)
+        observed = _with_lineage(framed, run_id).observe(observation, F.count(F.lit(1)))
+        _append(observed, target, marker)
         result.rows_read = result.rows_written = observation.get["count(1)"]
     if "watermark" in marker:
         state.record(spark, env, dataset.id, run_id, watermark=marker["watermark"])
