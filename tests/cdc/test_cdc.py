@@ -314,3 +314,25 @@ def test_hard_deletes_append_tombstones_once_and_soft_deletes_need_none(spark, e
     assert not env.exists(spark, "ops", "customers_soft__tombstones")
     row = silver_rows(spark, env, soft, [*COLUMNS, "_is_deleted"]).where("customer_id = 2")
     assert [(r.city, r.lsn, r._is_deleted) for r in row.collect()] == [("Lyon", 7, True)]
+
+
+def test_the_tombstone_table_is_made_with_silver_typed_like_its_key_and_sequence(spark, env):
+    """Made with the silver table, so a batch's first delete writes rows, not a table."""
+    from lakeline import cdc
+
+    dataset = customers()
+    silver.ensure_tables(spark, env, dataset)
+    tombstones = spark.table(cdc.tombstone_table(env, dataset))
+    schema = silver.silver_schema(dataset)
+    names = ["customer_id", "changed_at", "lsn"]  # the key, then the sequence columns
+    assert [(f.name, f.dataType) for f in tombstones.schema] == [
+        (n, schema[n].dataType) for n in names
+    ]
+    assert tombstones.isEmpty()
+    for other in (
+        customers(id="customers_soft", cdc={"delete_mode": "soft"}),
+        customers(id="customers_scd2", scd=SCD2),
+    ):
+        silver.ensure_tables(spark, env, other)
+        assert env.exists(spark, "silver", other.id)
+        assert not env.exists(spark, "ops", f"{other.id}__tombstones")

@@ -41,8 +41,10 @@ from functools import reduce
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from lakeline import merges, quality
+from lakeline.datatypes import parse_type
 from lakeline.environment import Environment
 from lakeline.errors import ReconciliationError
 from lakeline.identifiers import quote
@@ -106,6 +108,14 @@ def keeps_tombstones(dataset: Dataset) -> bool:
 
 def tombstone_table(env: Environment, dataset: Dataset) -> str:
     return env.table("ops", f"{dataset.id}__tombstones")
+
+
+def tombstone_schema(dataset: Dataset) -> T.StructType:
+    """A tombstone: the deleted key and the delete's sequence, typed as in silver."""
+    types = {c.name: parse_type(c.type) for c in dataset.columns}
+    return T.StructType(
+        [T.StructField(n, types[n], True) for n in [*_keys(dataset), *_sequence(dataset)]]
+    )
 
 
 def _c(name: str, alias: str | None = None) -> F.Column:
@@ -408,9 +418,8 @@ def _record_tombstones(spark, env: Environment, dataset: Dataset, latest: DataFr
     """
     if not keeps_tombstones(dataset):
         return
-    # The key and sequence columns; created empty first (Environment.create says why).
-    schema = latest.select(*_keys(dataset), *_sequence(dataset)).schema
-    env.create(spark, "ops", f"{dataset.id}__tombstones", schema)
+    # Made with silver (silver.ensure_tables); here too for a table from before that.
+    env.create(spark, "ops", f"{dataset.id}__tombstones", tombstone_schema(dataset))
     deletes = untombstoned_deletes(spark, env, dataset, latest)
     deletes.write.format("delta").mode("append").saveAsTable(tombstone_table(env, dataset))
 

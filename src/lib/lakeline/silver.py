@@ -97,23 +97,29 @@ def silver_properties(dataset: Dataset) -> dict[str, str]:
 
 
 def ensure_tables(spark, env: Environment, dataset: Dataset) -> None:
-    """Create the silver and quarantine tables if they do not exist yet, both at once.
+    """Create the silver and quarantine tables, and the tombstone table of a dataset that
+    keeps tombstones (``cdc.keeps_tombstones``), if they do not exist yet, all at once.
 
     A quarantine table from before the quality engine gets its new columns added.
     """
     had_quarantine = env.exists(spark, "quarantine", dataset.id)
+    tables = [
+        ("silver", dataset.id, silver_schema(dataset), silver_properties(dataset)),
+        ("quarantine", dataset.id, QUARANTINE_SCHEMA, {}),
+    ]
+    if cdc.keeps_tombstones(dataset):
+        tables.append(("ops", f"{dataset.id}__tombstones", cdc.tombstone_schema(dataset), {}))
     definitions = []
-    for schema_name, schema, properties in (
-        ("silver", silver_schema(dataset), silver_properties(dataset)),
-        ("quarantine", QUARANTINE_SCHEMA, {}),
-    ):
+    for schema_name, table, schema, properties in tables:
         # Property names and values are lakeline's own constants, never metadata.
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
         clauses = f" TBLPROPERTIES ({settings})" if settings else ""
-        definitions.append((schema_name, f"{columns_ddl(schema)} USING DELTA{clauses}"))
-    # Two tables, two Delta commits: made side by side, their driver work overlaps.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lakeline-create") as pool:
-        made = [pool.submit(env.create, spark, name, dataset.id, ddl) for name, ddl in definitions]
+        definitions.append((schema_name, table, f"{columns_ddl(schema)} USING DELTA{clauses}"))
+    # One Delta commit per table: made side by side, their driver work overlaps.
+    with ThreadPoolExecutor(
+        max_workers=len(definitions), thread_name_prefix="lakeline-create"
+    ) as pool:
+        made = [pool.submit(env.create, spark, *definition) for definition in definitions]
         for creating in made:
             creating.result()
     if not had_quarantine:
