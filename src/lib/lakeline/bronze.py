@@ -377,16 +377,15 @@ def _ingest_delta(spark, env, dataset: Dataset, run_id: str, result: StepResult)
             return
         frame = frame.where(typed <= F.lit(high).cast(kind))
         marker["watermark"] = high
-    framed = frame.withColumn("_source_file", F.lit(origin))
+    framed = _with_lineage(frame.withColumn("_source_file", F.lit(origin)), run_id)
     if is_connect(spark):  # no Observation: the append's own commit counts its rows
-        _append(_with_lineage(framed, run_id), target, marker)
+        _append(framed, target, marker)
         written = merges.newest_commit(spark, target, "WRITE")
         rows = int((written.operationMetrics or {}).get("numOutputRows", 0)) if written else 0
         result.rows_read = result.rows_written = rows
     else:
         observation = Observation(f"bronze_{dataset.id}_{run_id}")
-        observed = _with_lineage(framed, run_id).observe(observation, F.count(F.lit(1)))
-        _append(observed, target, marker)
+        _append(framed.observe(observation, F.count(F.lit(1))), target, marker)
         result.rows_read = result.rows_written = observation.get["count(1)"]
     if "watermark" in marker:
         state.record(spark, env, dataset.id, run_id, watermark=marker["watermark"])
