@@ -294,6 +294,46 @@ def test_a_silver_stream_with_a_checkpoint_goes_on_from_it(spark, env, bronze_st
     assert _silver_ids(spark, env) == [1, 2, 3]
 
 
+def test_only_a_silver_table_the_step_did_not_make_is_asked_whether_it_is_empty(
+    spark, env, monkeypatch
+):
+    from lakeline.bronze import bronze_table
+
+    asked = []
+    real = silver._is_empty
+
+    def asking(session, table):
+        asked.append(table)
+        return real(session, table)
+
+    monkeypatch.setattr(silver, "_is_empty", asking)
+    table = silver.silver_table(env, ORDERS)
+
+    def step(run_id: str, *rows) -> StepResult:
+        bronze_rows(spark, list(rows)).write.format("delta").mode("append").saveAsTable(
+            bronze_table(env, ORDERS)
+        )
+        result = StepResult("orders", "silver")
+        silver.transform(spark, env, ORDERS, run_id, result)
+        return result
+
+    # Made by the step: its first batch appends without asking.
+    first = step("r1", ("1", "1.00", "01/03/2024", "2024-03-01T10:00:00"))
+    assert asked == []
+    assert (first.rows_read, first.details["inserted"]) == (1, 1)
+    # Emptied, as a backfill does, but there before the step: asked, and found empty.
+    spark.sql(f"DELETE FROM {table}")
+    second = step("r2", ("2", "2.00", "01/03/2024", "2024-03-01T10:00:00"))
+    assert asked == [table]
+    assert _silver_ids(spark, env) == [2]
+    # Holding rows: asked again, and its key is updated in place, not appended twice.
+    third = step("r3", ("2", "3.00", "01/03/2024", "2024-03-01T11:00:00"))
+    assert asked == [table, table]
+    assert (second.details["inserted"], third.details["updated"]) == (1, 1)
+    assert _silver_ids(spark, env) == [2]
+    assert spark.table(table).first().amount == Decimal("3.00")
+
+
 @pytest.mark.parametrize("ansi", ["true", "false"])
 def test_cast_failures_do_not_depend_on_ansi_mode(spark, ansi):
     previous = spark.conf.get("spark.sql.ansi.enabled")
