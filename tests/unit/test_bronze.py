@@ -1,5 +1,6 @@
 """Bronze: append-only, lineage on every row, each file exactly once, watermarks."""
 
+import os
 import shutil
 
 import pytest
@@ -186,3 +187,81 @@ def test_a_late_file_with_an_old_timestamp_is_not_skipped(spark, env):
     month_ago = time.time() - 30 * 24 * 3600
     os.utime(old, (month_ago, month_ago))
     assert ingest(spark, env, dataset, "r2").rows_written == 1
+
+
+def _bronze_writes(spark, env, dataset) -> list[int]:
+    """Rows of each append to bronze, oldest first."""
+    history = spark.sql(f"DESCRIBE HISTORY {bronze.bronze_table(env, dataset)}")
+    writes = history.where("operation = 'WRITE'").orderBy("version").collect()
+    return [int(w.operationMetrics["numOutputRows"]) for w in writes]
+
+
+def test_each_micro_batch_writes_the_files_its_checkpoint_planned_read_as_a_batch(
+    spark, env, monkeypatch
+):
+    from lakeline.streams import source_files
+
+    plans = []
+    real_append = bronze._append
+
+    def append(frame, target, marker, merge_schema=False):
+        plans.append(frame._jdf.queryExecution().executedPlan().toString())
+        return real_append(frame, target, marker, merge_schema)
+
+    monkeypatch.setattr(bronze, "_append", append)
+    dataset = Dataset.model_validate(
+        dict(ORDERS, source={**ORDERS["source"], "options": {"maxFilesPerTrigger": "1"}})
+    )
+    sizes = {"a.csv": 1, "b b[1].csv": 2, "c.csv": 3}  # a space and a glob character
+    for n, (name, count) in enumerate(sizes.items()):
+        rows = "".join(f"{n}{i},1.00,2024-01-0{n + 1}T00:00:00\n" for i in range(count))
+        land(env, name, "order_id,amount,updated_at\n" + rows)
+        os.utime(env.source_path(f"shop/orders/{name}"), (1_700_000_000 + n,) * 2)
+    # One file per micro-batch, and the source log compacted every second batch, so batch 1
+    # is found in "1.compact" beside the entry of batch 0.
+    spark.conf.set("spark.sql.streaming.fileSource.log.compactInterval", "2")
+    try:
+        result = ingest(spark, env, dataset)
+    finally:
+        spark.conf.unset("spark.sql.streaming.fileSource.log.compactInterval")
+    checkpoint = env.checkpoint(dataset.id, "bronze")
+    assert os.path.exists(os.path.join(checkpoint, "sources", "0", "1.compact"))
+    planned = [source_files(spark, checkpoint, b) for b in range(3)]
+    assert [[f.rsplit("/", 1)[1] for f in files] for files in planned] == [[n] for n in sizes]
+    # Each batch wrote its own file's rows, once, and nothing of another batch's file.
+    assert _bronze_writes(spark, env, dataset) == list(sizes.values())
+    assert result.rows_written == 6
+    # Files are named as the stream names them (_metadata.file_path, URL-encoded).
+    counts = spark.table(bronze.bronze_table(env, dataset)).groupBy("_source_file").count()
+    assert {_name(r._source_file): r["count"] for r in counts.collect()} == sizes
+    recorded = state.get(spark, env, "orders", state.FILE)
+    assert sorted(_name(f) for f in recorded) == sorted(sizes)
+    # The rows were read from the files, not from the micro-batch Spark handed over (a scan
+    # of rows the stream already produced, which copies every one of them once more).
+    assert len(plans) == 3
+    assert all("ExistingRDD" not in p and "Scan csv" in p for p in plans), plans
+
+
+def _name(uri: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(uri.rsplit("/", 1)[1])
+
+
+def test_a_partitioned_source_keeps_its_partition_columns(spark, env):
+    dataset = Dataset.model_validate(ORDERS)
+    land(
+        env,
+        "a.csv",
+        "order_id,amount,updated_at\n1,1.00,2024-01-01T00:00:00\n",
+        "shop/orders/region=eu",
+    )
+    land(
+        env,
+        "b.csv",
+        "order_id,amount,updated_at\n2,2.00,2024-01-02T00:00:00\n",
+        "shop/orders/region=us",
+    )
+    assert ingest(spark, env, dataset).rows_written == 2
+    rows = spark.table(bronze.bronze_table(env, dataset)).select("order_id", "region").collect()
+    assert sorted((r.order_id, r.region) for r in rows) == [("1", "eu"), ("2", "us")]

@@ -11,13 +11,14 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakeline.environment import Environment
 from lakeline.errors import DataError, LakelineError
-from lakeline.hdfs import list_files
+from lakeline.hdfs import list_files, read_text
 from lakeline.session import is_connect, on_databricks
 
 _PY_ERROR = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
@@ -71,6 +72,49 @@ def replayable_batches(spark, checkpoint: str) -> range | None:
     planned = max(ids(f"{checkpoint}/offsets"), default=-1)
     committed = max(ids(f"{checkpoint}/commits"), default=-1)
     return range(committed + 1, planned + 1)
+
+
+# Spark's file stream source logs the files of each micro-batch before the batch runs, in
+# ``<checkpoint>/sources/0/<batch>`` (every tenth file compacted into ``<batch>.compact``
+# with the entries of earlier batches): ``v1``, then one JSON entry per file, its path as a
+# URL-encoded URI.
+_SOURCE_LOG_VERSION = "v1"
+
+
+def source_files(spark, checkpoint: str, batch_id: int) -> list[str] | None:
+    """The files the file stream of ``checkpoint`` planned for micro-batch ``batch_id``,
+    spelled as the stream itself reads them (``SparkPath.toPath.toString``).
+
+    None over Spark Connect (the log is read through the JVM), and when the source log is
+    not there or not in the version this reads: the caller then uses the stream's own rows.
+    """
+    if is_connect(spark):
+        return None
+    log = f"{checkpoint}/sources/0/{int(batch_id)}"
+    text = read_text(spark, log)
+    if text is None:
+        text = read_text(spark, f"{log}.compact")
+    lines = (text or "").splitlines()
+    if not lines or lines[0] != _SOURCE_LOG_VERSION:
+        return None
+    try:
+        entries = [json.loads(line) for line in lines[1:] if line.strip()]
+        files = [_hadoop_path(e["path"]) for e in entries if e["batchId"] == batch_id]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return files or None
+
+
+def _hadoop_path(uri: str) -> str:
+    """``new Path(new URI(uri)).toString()``: the URI with its authority and path decoded."""
+    parts = urlsplit(uri)
+    text = f"{parts.scheme}:" if parts.scheme else ""
+    if parts.netloc:
+        text += f"//{unquote(parts.netloc)}"
+    text += unquote(parts.path)
+    if parts.fragment:
+        text += f"#{unquote(parts.fragment)}"
+    return text
 
 
 # A stream runs on a copy of its session with adaptive query execution off (a stateful
