@@ -150,3 +150,34 @@ def test_parquet_type_change_outside_rescue_stops_before_writing(spark, env, tmp
     ):
         ingest(spark, env, ds, "r2")
     assert spark.table(bronze.bronze_table(env, ds)).count() == 1
+
+
+def test_a_drifted_file_whose_append_failed_is_still_rescued_when_its_batch_runs_again(
+    spark, env, monkeypatch
+):
+    from lakeline.errors import LakelineError
+
+    ds = dataset("rescue")
+    land(env, "a.json", '{"id": "1", "name": "a"}\n')
+    ingest(spark, env, ds, "r1")
+    land(env, "b.json", '{"id": "2", "name": "b", "color": "red"}\n')
+    real_append = bronze._append
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bronze, "_append", full_disk)
+    with pytest.raises(LakelineError, match="disk full"):
+        ingest(spark, env, ds, "r2")
+    # The batch's files were recorded beside the append that failed.
+    entries = spark.table(env.table("ops", state.STATE_TABLE)).where("kind = 'file'")
+    b_json = entries.where(entries.key.endswith("/b.json"))
+    assert b_json.count() == 1
+    monkeypatch.setattr(bronze, "_append", real_append)
+    result = ingest(spark, env, ds, "r3")  # the checkpoint runs the failed batch again
+    # Its file is still pending for drift (its batch never committed), so its new field is
+    # rescued rather than dropped, and it is listed in the state once.
+    found = rows(spark, env, ds)[1]
+    assert json.loads(found["2"]["_rescued_data"])["color"] == "red"
+    assert result.details["source_schema_drift"]["action"] == "rescued"
+    assert b_json.count() == 1 and entries.count() == 2

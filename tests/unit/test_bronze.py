@@ -199,7 +199,7 @@ def _bronze_writes(spark, env, dataset) -> list[int]:
 def test_each_micro_batch_writes_the_files_its_checkpoint_planned_read_as_a_batch(
     spark, env, monkeypatch
 ):
-    from lakeline.streams import source_files
+    from lakeline.streams import planned_files
 
     plans = []
     real_append = bronze._append
@@ -226,8 +226,8 @@ def test_each_micro_batch_writes_the_files_its_checkpoint_planned_read_as_a_batc
         spark.conf.unset("spark.sql.streaming.fileSource.log.compactInterval")
     checkpoint = env.checkpoint(dataset.id, "bronze")
     assert os.path.exists(os.path.join(checkpoint, "sources", "0", "1.compact"))
-    planned = [source_files(spark, checkpoint, b) for b in range(3)]
-    assert [[f.rsplit("/", 1)[1] for f in files] for files in planned] == [[n] for n in sizes]
+    planned = [planned_files(spark, checkpoint, b) for b in range(3)]
+    assert [[_name(f) for f in files] for files in planned] == [[n] for n in sizes]
     # Each batch wrote its own file's rows, once, and nothing of another batch's file.
     assert _bronze_writes(spark, env, dataset) == list(sizes.values())
     assert result.rows_written == 6
@@ -265,3 +265,37 @@ def test_a_partitioned_source_keeps_its_partition_columns(spark, env):
     assert ingest(spark, env, dataset).rows_written == 2
     rows = spark.table(bronze.bronze_table(env, dataset)).select("order_id", "region").collect()
     assert sorted((r.order_id, r.region) for r in rows) == [("1", "eu"), ("2", "us")]
+
+
+def test_without_a_watermark_a_batch_s_planned_files_are_recorded_beside_its_append(
+    spark, env, monkeypatch
+):
+    import threading
+
+    threads = []
+    real_record = state.record
+
+    def record(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(state, "record", record)
+    dataset = Dataset.model_validate({k: v for k, v in ORDERS.items() if k != "load"})
+    header = "order_id,amount,updated_at\n"
+    land(env, "a.csv", header + "1,1.00,2024-01-01T00:00:00\n")
+    land(env, "b b[1].csv", header + "2,2.00,2024-01-02T00:00:00\n3,3.00,2024-01-02T00:00:00\n")
+    land(env, "empty.csv", header)
+    result = ingest(spark, env, dataset)
+    assert result.rows_written == 3
+    assert len(threads) == 1 and threads[0].startswith("lakeline-state"), threads
+    # Spelled exactly as bronze's _source_file (URL-encoded), so the state and bronze agree;
+    # the file with no rows was planned and read, and is listed as processed too.
+    table = spark.table(bronze.bronze_table(env, dataset))
+    in_bronze = {r._source_file for r in table.select("_source_file").distinct().collect()}
+    recorded = set(state.get(spark, env, "orders", state.FILE))
+    assert in_bronze < recorded
+    assert [_name(f) for f in recorded - in_bronze] == ["empty.csv"]
+    assert sorted(_name(f) for f in result.details["files"]) == ["a.csv", "b b[1].csv", "empty.csv"]
+    assert ingest(spark, env, dataset, "r2").rows_written == 0  # a rerun: nothing again
+    entries = spark.table(env.table("ops", state.STATE_TABLE)).where("kind = 'file'")
+    assert entries.count() == 3

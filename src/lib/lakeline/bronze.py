@@ -31,9 +31,11 @@ With Auto Loader, schema inference, drift handling and rescue are Auto Loader's 
 wider schema); lakeline appends each micro-batch with ``mergeSchema`` so bronze follows.
 
 Locally, the stream picks the files and checkpoints them; each micro-batch's rows are read
-from the files its checkpoint lists (``streams.source_files``) in a batch read, which
+from the files its checkpoint lists (``streams.planned_files``) in a batch read, which
 writes faster than the batch ``foreachBatch`` is handed (that one copies every row once
-more). Over Spark Connect and with Auto Loader, the handed batch is written.
+more). Over Spark Connect and with Auto Loader, the handed batch is written. Those listed
+files are also what the state table records as processed, beside the append when no
+watermark waits on the rows (``_stream_into_bronze``).
 
 Every bronze commit carries a marker in its commit metadata (the micro-batch, or the
 watermark reached). A micro-batch replayed after a crash (its checkpoint planned it and
@@ -49,6 +51,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -63,9 +66,10 @@ from lakeline.environment import Environment
 from lakeline.errors import DataError
 from lakeline.hdfs import has_files, read_text, write_text
 from lakeline.metadata import Column, Dataset, SchemaEvolution, SourceFormat
+from lakeline.overlap import alongside
 from lakeline.runlog import StepResult
 from lakeline.session import is_connect
-from lakeline.streams import replayable_batches, run_batches, source_files
+from lakeline.streams import hadoop_path, planned_files, replayable_batches, run_batches
 
 MARKER = "lakeline"
 
@@ -231,39 +235,39 @@ def _ingest_files(spark, env, dataset: Dataset, run_id: str, result: StepResult)
     checkpoint = env.checkpoint(dataset.id, "bronze")
     if fitting:
 
-        def refit(session, batch: DataFrame, batch_id: int) -> DataFrame:
+        def refit(session, batch: DataFrame, batch_id: int) -> Planned:
             # The stream's rows carry only their file (FILES_ONLY): read the files again.
-            planned = source_files(session, checkpoint, batch_id)
+            planned = planned_files(session, checkpoint, batch_id)
             if planned is not None:
-                files = [_literal(f) for f in planned]
+                files = [_literal(hadoop_path(f)) for f in planned]
             else:
                 files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
             if files:
                 batch = schema_evolution.read_fitting(session, files, schema, rescued, options)
-            return _with_lineage(batch, run_id)
+            return _with_lineage(batch, run_id), planned
 
         _stream_into_bronze(spark, env, dataset, stream, run_id, result, rows=refit)
         return
     stream = _with_lineage(schema_evolution.rescue(stream, rescued), run_id)
-    planned = _planned_read_options(path)
+    base = _planned_read_options(path)
 
-    def read_planned(session, batch: DataFrame, batch_id: int) -> DataFrame:
+    def read_planned(session, batch: DataFrame, batch_id: int) -> Planned:
         # The stream picks the files and its checkpoint records them; their rows are read
         # in a batch read of those files, as the stream itself reads them (same options,
         # schema and file spelling). A micro-batch handed to foreachBatch is a scan of the
         # stream's already-planned rows, which copies every row once more: ~10% of a large
         # CSV's ingestion. Where the files are not known (Spark Connect), the batch is used.
-        files = source_files(session, checkpoint, batch_id)
+        files = planned_files(session, checkpoint, batch_id)
         if files is None:
-            return batch
+            return batch, None
         frame = (
             session.read.format(reader.format)
-            .options(**reader.options, **planned)
+            .options(**reader.options, **base)
             .schema(schema)
-            .load([_literal(f) for f in files])
+            .load([_literal(hadoop_path(f)) for f in files])
             .select("*", F.col("_metadata.file_path").alias("_source_file"))
         )
-        return _with_lineage(schema_evolution.rescue(frame, rescued), run_id)
+        return _with_lineage(schema_evolution.rescue(frame, rescued), run_id), files
 
     _stream_into_bronze(spark, env, dataset, stream, run_id, result, rows=read_planned)
 
@@ -283,6 +287,11 @@ def _literal(path: str) -> str:
     return _GLOB.sub(r"\\\1", path)
 
 
+# A micro-batch's rows with their lineage, and the files its checkpoint planned (as
+# ``_metadata.file_path`` spells them) or None where they are not known.
+Planned = tuple[DataFrame, list[str] | None]
+
+
 def _stream_into_bronze(
     spark,
     env: Environment,
@@ -290,13 +299,20 @@ def _stream_into_bronze(
     stream: DataFrame,
     run_id: str,
     result: StepResult,
-    rows=None,
+    rows: Callable[[object, DataFrame, int], Planned] | None = None,
     merge_schema: bool = False,
 ) -> None:
     """Run the file stream available-now into bronze, each micro-batch once.
 
     ``stream`` carries the lineage columns already (``_with_lineage``), or
-    ``rows(session, batch, batch_id)`` makes the micro-batch's rows that do."""
+    ``rows(session, batch, batch_id)`` makes the micro-batch's rows that do, and says
+    which files its checkpoint planned for it.
+
+    A batch's files and watermark are mirrored into the state table before the checkpoint
+    commits the batch (a crash before then replays it). When its files are known before the
+    append (the checkpoint planned them) and no watermark waits on its rows, they are
+    recorded while the rows are appended; a file with no rows is then listed too.
+    """
     target = bronze_table(env, dataset)
     wm = dataset.column(dataset.load.watermark_column) if dataset.load.watermark_column else None
     stored = state.watermark(spark, env, dataset.id) if wm is not None else None
@@ -313,15 +329,20 @@ def _stream_into_bronze(
         marker = {"stream": "bronze", "batch": batch_id}
         maybe = replayable is None or batch_id in replayable
         replay = maybe and marker in _committed_markers(session, target)
+        # A first attempt's files cannot be in the state yet: they are appended to it, which
+        # is cheaper than any MERGE. A batch planned before a stop may have recorded them
+        # (beside an append that did not commit), and a replay has: those merge.
+        fresh = not replay and not (replayable is not None and batch_id in replayable)
+        planned = None
         if rows is not None:
-            batch = rows(session, batch, batch_id)
-        metrics = [
-            F.count(F.lit(1)).alias("rows"),
-            F.array_join(F.collect_set("_source_file"), "\n").alias("files"),
-        ]
+            batch, planned = rows(session, batch, batch_id)
+        metrics = [F.count(F.lit(1)).alias("rows")]
+        if planned is None:
+            metrics.append(F.array_join(F.collect_set("_source_file"), "\n").alias("files"))
         if wm is not None:
             typed = F.col(f"`{wm.source_name}`").cast(parse_type(wm.type))
             metrics.append(F.max(typed).cast("string").alias("watermark"))
+        beside = planned is not None and wm is None and not replay
         if replay:
             # Committed to bronze before a crash: not written again, but its state may be
             # missing, so it is worked out from the batch and merged (idempotent).
@@ -331,22 +352,27 @@ def _stream_into_bronze(
             _append(batch, target, marker, merge_schema)
         else:
             observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
-            _append(batch.observe(observation, *metrics), target, marker, merge_schema)
+            observed = batch.observe(observation, *metrics)
+            if beside:
+                record = (state.record, session, env, dataset.id, run_id)
+                with alongside("lakeline-state", *record, files=planned, fresh=fresh):
+                    _append(observed, target, marker, merge_schema)
+            else:
+                _append(observed, target, marker, merge_schema)
             got = observation.get
-        files = got["files"].split("\n") if got["files"] else []
+        files = planned
+        if files is None:
+            files = [f for f in (got["files"] or "").split("\n") if f]
         if not replay:
             out["rows"], out["files"] = got["rows"], files
-        # Mirror processed files and the watermark into the state table before the
-        # checkpoint commits this batch: a crash here replays it. A first attempt's files
-        # cannot be there yet, so they are appended; a replay merges.
         mark = seen["watermark"]
         if wm is not None:
             if connect:
                 mark = state.watermark(session, env, dataset.id)
             mark = _later(wm, got.get("watermark"), mark)
         out["watermark"] = mark
-        fresh = not replay
-        state.record(session, env, dataset.id, run_id, files=files, watermark=mark, fresh=fresh)
+        if not beside:
+            state.record(session, env, dataset.id, run_id, files=files, watermark=mark, fresh=fresh)
 
     def collect(out: dict) -> None:
         seen["rows"] += out.get("rows", 0)

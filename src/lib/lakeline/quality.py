@@ -27,9 +27,8 @@ to the quarantine table; ``fail`` stops the dataset before anything is written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -45,6 +44,7 @@ from lakeline.datatypes import parse_type
 from lakeline.environment import columns_ddl
 from lakeline.errors import DataError, LakelineError
 from lakeline.identifiers import IDENTIFIER_PATTERN, quote
+from lakeline.overlap import alongside
 
 if TYPE_CHECKING:
     from lakeline.environment import Environment
@@ -878,23 +878,13 @@ def ensure_metrics_table(spark, env: Environment) -> str:
     )
 
 
-@contextmanager
 def metrics_alongside(
     spark, env: Environment, dataset: Dataset, run_id: str, batch_id: int | None, m: BatchMeasures
-) -> Iterator[None]:
-    """Append the batch's metrics (``record_metrics``) while the block runs, in a thread of
-    its own: the commit to ``ops.dq_metrics`` costs driver time that overlaps the block's
-    own Spark jobs (a MERGE) instead of adding to them. The append is waited for on the way
-    out, so it is done before the batch is, and its error is raised unless the block's own
-    error is."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakeline-metrics") as pool:
-        appending = pool.submit(record_metrics, spark, env, dataset, run_id, batch_id, m)
-        try:
-            yield
-        except BaseException:
-            appending.exception()  # waited for; the block's error is the one raised
-            raise
-        appending.result()
+) -> AbstractContextManager[None]:
+    """Append the batch's metrics (``record_metrics``) while the block runs
+    (``overlap.alongside``): the commit to ``ops.dq_metrics`` overlaps the block's own
+    Spark jobs (a MERGE) instead of adding to them, and is done before the batch is."""
+    return alongside("lakeline-metrics", record_metrics, spark, env, dataset, run_id, batch_id, m)
 
 
 def record_metrics(

@@ -54,6 +54,7 @@ from lakeline.hdfs import list_files, write_text
 from lakeline.identifiers import quote
 from lakeline.metadata import Dataset, SchemaEvolution, SourceFormat
 from lakeline.runlog import StepResult
+from lakeline.streams import planned_files, replayable_batches
 
 RESCUED = "_rescued_data"
 HISTORY_TABLE = "schema_history"
@@ -181,7 +182,13 @@ def _path(uri: str) -> str:
 
 
 def _pending_files(spark, env: Environment, dataset: Dataset, folder: str) -> list[str]:
+    """The files under ``folder`` bronze has not committed: not in the state table, or in a
+    micro-batch its checkpoint planned and did not commit (a batch's files are recorded
+    while its rows are appended, so an append that failed leaves them listed)."""
     done = {_path(f) for f in state.get(spark, env, dataset.id, state.FILE)}
+    checkpoint = env.checkpoint(dataset.id, "bronze")
+    for batch_id in replayable_batches(spark, checkpoint) or ():
+        done -= {_path(f) for f in planned_files(spark, checkpoint, batch_id) or ()}
     return [uri for uri in list_files(spark, folder) if _path(uri) not in done]
 
 

@@ -81,9 +81,9 @@ def replayable_batches(spark, checkpoint: str) -> range | None:
 _SOURCE_LOG_VERSION = "v1"
 
 
-def source_files(spark, checkpoint: str, batch_id: int) -> list[str] | None:
+def planned_files(spark, checkpoint: str, batch_id: int) -> list[str] | None:
     """The files the file stream of ``checkpoint`` planned for micro-batch ``batch_id``,
-    spelled as the stream itself reads them (``SparkPath.toPath.toString``).
+    spelled as ``_metadata.file_path`` spells a row's file (URL-encoded URIs).
 
     None over Spark Connect (the log is read through the JVM), and when the source log is
     not there or not in the version this reads: the caller then uses the stream's own rows.
@@ -99,21 +99,33 @@ def source_files(spark, checkpoint: str, batch_id: int) -> list[str] | None:
         return None
     try:
         entries = [json.loads(line) for line in lines[1:] if line.strip()]
-        files = [_hadoop_path(e["path"]) for e in entries if e["batchId"] == batch_id]
+        files = [_as_file_path(e["path"]) for e in entries if e["batchId"] == batch_id]
     except (ValueError, KeyError, TypeError):
         return None
     return files or None
 
 
-def _hadoop_path(uri: str) -> str:
+def _as_file_path(uri: str) -> str:
+    """A source log entry spelled as ``_metadata.file_path`` spells the same file: the log
+    keeps an empty authority (``file:///tmp/a%20b``) that a Hadoop ``Path`` drops
+    (``file:/tmp/a%20b``); both keep the URL encoding."""
+    return _respelled(uri, str)
+
+
+def hadoop_path(uri: str) -> str:
     """``new Path(new URI(uri)).toString()``: the URI with its authority and path decoded."""
+    return _respelled(uri, unquote)
+
+
+def _respelled(uri: str, decode: Callable[[str], str]) -> str:
+    """``uri`` without an empty authority, its parts passed through ``decode``."""
     parts = urlsplit(uri)
     text = f"{parts.scheme}:" if parts.scheme else ""
     if parts.netloc:
-        text += f"//{unquote(parts.netloc)}"
-    text += unquote(parts.path)
+        text += f"//{decode(parts.netloc)}"
+    text += decode(parts.path)
     if parts.fragment:
-        text += f"#{unquote(parts.fragment)}"
+        text += f"#{decode(parts.fragment)}"
     return text
 
 
