@@ -327,12 +327,13 @@ def _stream_into_bronze(
 
     def write_batch(session, batch: DataFrame, batch_id: int, out: dict) -> None:
         marker = {"stream": "bronze", "batch": batch_id}
-        maybe = replayable is None or batch_id in replayable
+        uncommitted = replayable is not None and batch_id in replayable
+        maybe = replayable is None or uncommitted
         replay = maybe and marker in _committed_markers(session, target)
         # A first attempt's files cannot be in the state yet: they are appended to it, which
         # is cheaper than any MERGE. A batch planned before a stop may have recorded them
         # (beside an append that did not commit), and a replay has: those merge.
-        fresh = not replay and not (replayable is not None and batch_id in replayable)
+        fresh = not replay and not uncommitted
         planned = None
         if rows is not None:
             batch, planned = rows(session, batch, batch_id)
@@ -354,8 +355,16 @@ def _stream_into_bronze(
             observation = Observation(f"bronze_{dataset.id}_{run_id}_{batch_id}")
             observed = batch.observe(observation, *metrics)
             if beside:
-                record = (state.record, session, env, dataset.id, run_id)
-                with alongside("lakeline-state", *record, files=planned, fresh=fresh):
+                with alongside(
+                    "lakeline-state",
+                    state.record,
+                    session,
+                    env,
+                    dataset.id,
+                    run_id,
+                    files=planned,
+                    fresh=fresh,
+                ):
                     _append(observed, target, marker, merge_schema)
             else:
                 _append(observed, target, marker, merge_schema)
